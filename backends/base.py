@@ -1,0 +1,91 @@
+"""The one interface every framework backend implements.
+
+Lifecycle of a run, as the harness drives it:
+
+1. ``backend = get_backend("torch")`` imports the framework (and only that one).
+2. ``backend.seed(seed)`` seeds the framework's own random numbers (dropout masks).
+3. ``model = backend.build(spec, optimizer)`` builds the network and its optimiser.
+4. ``model.set_weights(initial_weights(spec, seed))`` loads the harness's initial weights, so both
+   frameworks start from the same numbers.
+5. Per epoch: ``model.train_step(x, y)`` for every batch the harness hands over (in the harness's
+   order), then ``model.take_train_metrics()`` for the epoch's mean loss and accuracy.
+6. ``model.predict_logits(x)`` for validation and test; the harness computes every metric.
+7. ``backend.peak_device_memory()`` for the framework's own peak allocation on a GPU.
+
+Weights cross the interface in the canonical layout of `harness.model_spec.weight_shapes`
+(Keras's layout), as float32 numpy arrays.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from harness.model_spec import ModelSpec, OptimizerSpec
+
+Weights = dict[str, np.ndarray]
+
+
+class TrainableModel(ABC):
+    """A built network with its optimiser, driven batch by batch by the harness."""
+
+    @abstractmethod
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> None:
+        """One forward/backward/update on an int32 batch ``x`` and float32 0/1 labels ``y``.
+
+        Loss and accuracy accumulate on the device, so a step needs no host synchronisation.
+        """
+
+    @abstractmethod
+    def take_train_metrics(self) -> tuple[float, float]:
+        """Mean loss and accuracy over the steps since the last call, then reset."""
+
+    @abstractmethod
+    def predict_logits(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Float32 logits of shape ``(len(x),)`` in inference mode (no dropout)."""
+
+    @abstractmethod
+    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
+        """Loss and canonical-layout gradients without updating anything (for equivalence)."""
+
+    @abstractmethod
+    def get_weights(self) -> Weights: ...
+
+    @abstractmethod
+    def set_weights(self, weights: Weights) -> None: ...
+
+    @abstractmethod
+    def count_trainable_parameters(self) -> int:
+        """The parameter count as the framework itself reports it."""
+
+    @abstractmethod
+    def summary(self) -> str: ...
+
+
+class Backend(ABC):
+    """A deep-learning framework: builds models and reports on the device it runs on."""
+
+    name: str
+
+    @abstractmethod
+    def framework(self) -> tuple[str, str]:
+        """Framework name and version, e.g. ``("torch", "2.13.0")``."""
+
+    @abstractmethod
+    def accelerator(self) -> str | None:
+        """The GPU's name when the framework runs on one, else None."""
+
+    @abstractmethod
+    def seed(self, seed: int) -> None:
+        """Seed the framework's random numbers and make its kernels deterministic."""
+
+    @abstractmethod
+    def build(self, spec: ModelSpec, optimizer: OptimizerSpec) -> TrainableModel: ...
+
+    @abstractmethod
+    def reset_peak_device_memory(self) -> None: ...
+
+    @abstractmethod
+    def peak_device_memory(self) -> int | None:
+        """Peak bytes the framework allocated on the GPU since the reset; None on CPU."""

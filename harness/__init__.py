@@ -1,0 +1,6 @@
+"""rnnbench's core: data, model specification, training, metrics and the command line.
+
+The harness never imports a deep-learning framework; only the backend chosen by name does.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,112 @@
+"""`bench`: the command line. Subcommands parse flags and hand over to the harness.
+
+Every error the user can fix arrives as a `BenchError` and leaves as one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from harness.errors import BenchError
+
+app = typer.Typer(
+    help="rnnbench: train equivalent RNNs in Keras and PyTorch and compare the frameworks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., object])
+
+
+@app.callback()
+def bench() -> None:
+    """rnnbench: train equivalent RNNs in Keras and PyTorch and compare the frameworks."""
+
+
+def one_line_errors(command: F) -> F:
+    """Turn a BenchError into `error: <message>` on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return command(*args, **kwargs)
+        except BenchError as error:
+            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        envvar="BENCH_DATA",
+        help="aclImdb_v1.tar.gz or its extracted aclImdb/ folder; downloaded when not given.",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+@one_line_errors
+def train(
+    backend: Annotated[str, typer.Option(help="keras or torch.")] = "torch",
+    arch: Annotated[str, typer.Option(help="simple_rnn, lstm, gru or bilstm.")] = "lstm",
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 2,
+    hidden_size: Annotated[int, typer.Option(min=1, help="Units per direction.")] = 64,
+    num_layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers.")] = 1,
+    learning_rate: Annotated[float, typer.Option(min=0.0, help="Optimiser step size.")] = 1e-3,
+    dropout_rate: Annotated[
+        float, typer.Option(min=0.0, max=0.99, help="Dropout after each recurrent layer.")
+    ] = 0.0,
+    sequence_length: Annotated[int, typer.Option(min=1, help="Tokens kept per review.")] = 200,
+    batch_size: Annotated[int, typer.Option(min=1, help="Reviews per training step.")] = 64,
+    embedding_dim: Annotated[int, typer.Option(min=1, help="Embedding width.")] = 32,
+    num_words: Annotated[int, typer.Option(min=4, help="Vocabulary cap.")] = 10_000,
+    optimizer: Annotated[str, typer.Option(help="rmsprop or adam (Keras's defaults).")] = "rmsprop",
+    seed: Annotated[int, typer.Option(help="Initial weights, batch order and dropout.")] = 0,
+    subset: Annotated[
+        int | None, typer.Option(min=2, help="Reviews kept per split (quick runs).")
+    ] = None,
+    data: DataOption = None,
+) -> None:
+    """Train one configuration on IMDB, show per-epoch progress and print the metrics."""
+    from harness.config import RunConfig
+    from harness.console import print_train_result, training_progress
+    from harness.datasource import resolve_source
+    from harness.imdb import load_imdb
+    from harness.training import train as run_training
+
+    config = RunConfig(
+        backend=backend,
+        architecture=arch,
+        epochs=epochs,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        learning_rate=learning_rate,
+        dropout_rate=dropout_rate,
+        sequence_length=sequence_length,
+        batch_size=batch_size,
+        embedding_dim=embedding_dim,
+        num_words=num_words,
+        optimizer=optimizer,
+        seed=seed,
+        subset=subset,
+    )
+    dataset = load_imdb(resolve_source(data), **config.data_params())
+    with training_progress(console, config) as progress:
+        result = run_training(
+            config, dataset, on_epoch=progress.epoch_done, on_batch=progress.batch_done
+        )
+    print_train_result(Console(), result)
+
+
+def main() -> None:
+    app()

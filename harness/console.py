@@ -1,0 +1,116 @@
+"""What a person sees in the terminal: live training progress and the metrics tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from harness.config import RunConfig
+from harness.training import EpochResult, TrainResult
+
+
+@dataclass
+class TrainingProgress:
+    """Callbacks for `harness.training.train` that drive a rich progress display."""
+
+    progress: Progress
+    task: TaskID
+    config: RunConfig
+    epoch: int = 1
+    best_val_accuracy: float = float("nan")
+
+    def batch_done(self, done: int, total: int) -> None:
+        self.progress.update(self.task, completed=done, total=total)
+
+    def epoch_done(self, result: EpochResult) -> None:
+        if not result.val_accuracy <= self.best_val_accuracy:  # also true while best is nan
+            self.best_val_accuracy = result.val_accuracy
+        self.progress.console.print(
+            f"epoch {result.epoch}/{self.config.epochs}  "
+            f"loss {result.train_loss:.4f}  acc {result.train_accuracy:.4f}  "
+            f"val_loss {result.val_loss:.4f}  val_acc {result.val_accuracy:.4f}  "
+            f"{result.epoch_seconds:.1f}s  {result.samples_per_second:,.0f} samples/s",
+            highlight=False,
+        )
+        self.epoch = result.epoch + 1
+        if self.epoch <= self.config.epochs:
+            self.progress.reset(self.task, description=self._description())
+
+    def _description(self) -> str:
+        c = self.config
+        return f"{c.backend}/{c.architecture} epoch {self.epoch}/{c.epochs}"
+
+
+@contextmanager
+def training_progress(console: Console, config: RunConfig) -> Iterator[TrainingProgress]:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("batches"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(f"{config.backend}/{config.architecture} epoch 1/{config.epochs}")
+        yield TrainingProgress(progress, task, config)
+
+
+def print_train_result(console: Console, result: TrainResult) -> None:
+    c = result.config
+    device = result.accelerator or "CPU"
+    epochs = Table(
+        title=f"{c.backend}/{c.architecture} ({result.framework} {result.framework_version}, "
+        f"{device}, {result.parameter_count:,} trainable parameters)"
+    )
+    for column in (
+        "epoch",
+        "train loss",
+        "train acc",
+        "val loss",
+        "val acc",
+        "val ppl",
+        "seconds",
+        "samples/s",
+    ):
+        epochs.add_column(column, justify="right")
+    for e in result.epochs:
+        epochs.add_row(
+            str(e.epoch),
+            f"{e.train_loss:.4f}",
+            f"{e.train_accuracy:.4f}",
+            f"{e.val_loss:.4f}",
+            f"{e.val_accuracy:.4f}",
+            f"{e.val_perplexity:.4f}",
+            f"{e.epoch_seconds:.2f}",
+            f"{e.samples_per_second:,.0f}",
+        )
+    console.print(epochs)
+    test = Table(title="test split")
+    test.add_column("metric")
+    test.add_column("value", justify="right")
+    for name, value in result.test.items():
+        test.add_row(name, f"{value:.4f}")
+    test.add_row("time to first epoch (s)", f"{result.time_to_first_epoch:.2f}")
+    test.add_row("total train time (s)", f"{result.train_seconds:.2f}")
+    for name, value in result.memory.items():
+        test.add_row(name.replace("_bytes", " (MiB)"), f"{value / 2**20:,.1f}")
+    console.print(test)
+    if result.confusion is not None:
+        (tn, fp), (fn, tp) = result.confusion.tolist()
+        console.print(f"confusion matrix (rows true neg/pos): [[{tn} {fp}] [{fn} {tp}]]")

@@ -1,0 +1,148 @@
+"""The training loop every backend shares: the harness owns the batches, the clock and the metrics.
+
+Owning the batch order here (one seeded permutation per epoch) is what makes two frameworks see
+the same batches in the same order; owning the clock and metrics makes their numbers comparable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backends import get_backend
+from harness import metrics
+from harness.config import RunConfig
+from harness.imdb import ImdbData, Split
+from harness.initialization import initial_weights
+from harness.system import peak_resident_memory
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int  # 1-based
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    epoch_seconds: float  # training only, validation excluded
+    samples_per_second: float
+
+    @property
+    def val_perplexity(self) -> float:
+        return float(np.exp(self.val_loss))
+
+    def as_metrics(self) -> dict[str, float]:
+        return {
+            "train_loss": self.train_loss,
+            "train_accuracy": self.train_accuracy,
+            "val_loss": self.val_loss,
+            "val_accuracy": self.val_accuracy,
+            "val_perplexity": self.val_perplexity,
+            "epoch_seconds": self.epoch_seconds,
+            "samples_per_second": self.samples_per_second,
+        }
+
+
+@dataclass
+class TrainResult:
+    config: RunConfig
+    framework: str
+    framework_version: str
+    accelerator: str | None
+    parameter_count: int
+    model_summary: str
+    epochs: list[EpochResult] = field(default_factory=list)
+    time_to_first_epoch: float = float("nan")  # build + compile + first epoch's training
+    test: dict[str, float] = field(default_factory=dict)
+    confusion: np.ndarray | None = None
+    memory: dict[str, int] = field(default_factory=dict)  # only the figures that apply
+
+    @property
+    def train_seconds(self) -> float:
+        return sum(e.epoch_seconds for e in self.epochs)
+
+
+def epoch_batches(size: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
+    """Index batches of one epoch: a permutation seeded by (seed, epoch), last batch kept."""
+    order = np.random.default_rng([seed, epoch]).permutation(size)
+    for start in range(0, size, batch_size):
+        yield order[start : start + batch_size]
+
+
+EpochCallback = Callable[[EpochResult], None]
+BatchCallback = Callable[[int, int], None]  # (batches done, batches per epoch)
+
+
+def train(
+    config: RunConfig,
+    data: ImdbData,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+) -> TrainResult:
+    """Train `config` on `data` and evaluate on the test split.
+
+    `on_epoch` sees every finished epoch (a pruner may raise from it to stop the run early).
+    """
+    backend = get_backend(config.backend)
+    backend.seed(config.seed)
+    backend.reset_peak_device_memory()
+    started = time.perf_counter()
+    model = backend.build(config.model_spec(), config.optimizer_spec())
+    model.set_weights(initial_weights(config.model_spec(), config.seed))
+    framework, version = backend.framework()
+    result = TrainResult(
+        config=config,
+        framework=framework,
+        framework_version=version,
+        accelerator=backend.accelerator(),
+        parameter_count=model.count_trainable_parameters(),
+        model_summary=model.summary(),
+    )
+    train_split = data.train
+    batches_per_epoch = -(-len(train_split) // config.batch_size)
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        for done, index in enumerate(
+            epoch_batches(len(train_split), config.batch_size, config.seed, epoch), start=1
+        ):
+            model.train_step(train_split.x[index], train_split.y[index])
+            if on_batch is not None:
+                on_batch(done, batches_per_epoch)
+        train_loss, train_accuracy = model.take_train_metrics()  # waits for the device
+        seconds = time.perf_counter() - epoch_start
+        if epoch == 1:
+            result.time_to_first_epoch = time.perf_counter() - started
+        val_loss, val_accuracy = evaluate(model, data.validation, config.batch_size)
+        outcome = EpochResult(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            epoch_seconds=seconds,
+            samples_per_second=len(train_split) / seconds,
+        )
+        result.epochs.append(outcome)
+        if on_epoch is not None:
+            on_epoch(outcome)
+    test_logits = model.predict_logits(data.test.x, batch_size=max(config.batch_size, 512))
+    result.test = metrics.classification_metrics(test_logits, data.test.y)
+    result.confusion = metrics.confusion(test_logits, data.test.y)
+    result.memory = memory_figures(backend.peak_device_memory())
+    return result
+
+
+def evaluate(model, split: Split, batch_size: int) -> tuple[float, float]:
+    logits = model.predict_logits(split.x, batch_size=max(batch_size, 512))
+    return metrics.loss_and_accuracy(logits, split.y)
+
+
+def memory_figures(peak_device: int | None) -> dict[str, int]:
+    """Peak GPU allocation where there is a GPU, and the process's peak resident memory."""
+    figures = {"peak_rss_bytes": peak_resident_memory()}
+    if peak_device is not None:
+        figures["peak_gpu_memory_bytes"] = peak_device
+    return figures

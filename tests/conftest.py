@@ -1,0 +1,109 @@
+"""Shared fixtures: the real IMDB archive, a small slice cut from it, and an isolated cache."""
+
+from __future__ import annotations
+
+import heapq
+import io
+import os
+import re
+import tarfile
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The full labelled archive (28 MB); BENCH_TEST_DATA points elsewhere, e.g. at aclImdb_v1.tar.gz.
+IMDB_ARCHIVE = Path(
+    os.environ.get("BENCH_TEST_DATA")
+    or REPO_ROOT.parent / "shared" / "data" / "aclImdb_labelled.tar.gz"
+)
+SLICE_PER_FOLDER = 150  # reviews kept from each of train/pos, train/neg, test/pos, test/neg
+
+_REVIEW = re.compile(r"^(?:\./)?aclImdb/(train|test)/(neg|pos)/(\d+)_(\d+)\.txt$")
+
+
+@pytest.fixture(scope="session")
+def imdb_archive() -> Path:
+    """The full archive; a test that needs it fails (not skips) when it is missing."""
+    if not IMDB_ARCHIVE.is_file():
+        pytest.fail(
+            f"expected the IMDB archive at {IMDB_ARCHIVE}; it is missing "
+            f"(set BENCH_TEST_DATA to aclImdb_labelled.tar.gz or aclImdb_v1.tar.gz)",
+            pytrace=False,
+        )
+    return IMDB_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def imdb_slice(imdb_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tarball in Stanford's layout with the first 150 reviews of each labelled folder.
+
+    "First" in the harness's order (numeric review id), so the slice is the same on every run.
+    """
+    dest = tmp_path_factory.mktemp("imdb-slice") / "aclImdb_slice.tar.gz"
+    return cut_slice(imdb_archive, dest, SLICE_PER_FOLDER)
+
+
+def cut_slice(archive: Path, dest: Path, per_folder: int) -> Path:
+    """Copy README and the `per_folder` lowest-id reviews per folder, in one streaming pass."""
+    # Per folder, a max-heap (ids negated) of the lowest ids seen so far, with their bytes.
+    kept: defaultdict[str, list[tuple[tuple[int, int], str, bytes]]] = defaultdict(list)
+    readme = b""
+    with tarfile.open(archive, "r|gz") as source:
+        for member in source:
+            if member.name.endswith("aclImdb/README") and member.isfile():
+                readme = _data(source, member)
+                continue
+            match = _REVIEW.match(member.name)
+            if not (match and member.isfile()):
+                continue
+            split, label, review_id, rating = match.groups()
+            key = (-int(review_id), -int(rating))
+            heap = kept[f"{split}/{label}"]
+            if len(heap) < per_folder:
+                heapq.heappush(heap, (key, member.name, _data(source, member)))
+            elif key > heap[0][0]:
+                heapq.heapreplace(heap, (key, member.name, _data(source, member)))
+    with tarfile.open(dest, "w:gz", compresslevel=1) as out:
+        _add(out, "aclImdb/README", readme)
+        for folder in sorted(kept):
+            for _key, name, data in sorted(kept[folder], reverse=True):
+                _add(out, name, data)
+    return dest
+
+
+def _data(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    data = archive.extractfile(member)
+    assert data is not None
+    return data.read()
+
+
+def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    archive.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point BENCH_CACHE at a temporary folder, so tests never read or fill the user's cache.
+
+    BENCH_DATA and BENCH_DATA_URL are cleared too: a test that wants them sets them itself.
+    """
+    folder = tmp_path_factory.mktemp("bench-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCH_CACHE", str(folder))
+        patch.delenv("BENCH_DATA", raising=False)
+        patch.delenv("BENCH_DATA_URL", raising=False)
+        yield folder
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache folder for this test only (BENCH_CACHE points at it)."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("BENCH_CACHE", str(folder))
+    return folder

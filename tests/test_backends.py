@@ -1,0 +1,118 @@
+"""One conformance suite, run against every backend through the shared training loop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from backends import BACKENDS, get_backend
+from harness.config import RunConfig
+from harness.errors import BenchError
+from harness.imdb import load_imdb
+from harness.model_spec import count_parameters
+from harness.training import epoch_batches, train
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend_name(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def tiny_imdb(imdb_slice):
+    return load_imdb(imdb_slice, num_words=1000, sequence_length=32)
+
+
+def tiny_config(backend: str, **overrides) -> RunConfig:
+    fields = {
+        "architecture": "gru",
+        "epochs": 2,
+        "hidden_size": 8,
+        "embedding_dim": 8,
+        "num_words": 1000,
+        "sequence_length": 32,
+        "batch_size": 32,
+        "seed": 5,
+    }
+    return RunConfig(backend=backend, **{**fields, **overrides})
+
+
+def test_training_reports_every_epoch_and_the_test_metrics(backend_name, tiny_imdb):
+    seen = []
+    result = train(tiny_config(backend_name), tiny_imdb, on_epoch=seen.append)
+    assert [e.epoch for e in result.epochs] == [1, 2] == [e.epoch for e in seen]
+    for epoch in result.epochs:
+        assert 0 < epoch.train_loss < 5 and 0 <= epoch.val_accuracy <= 1
+        assert epoch.epoch_seconds > 0 and epoch.samples_per_second > 0
+        assert epoch.val_perplexity == pytest.approx(np.exp(epoch.val_loss))
+    assert set(result.test) >= {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "loss",
+        "perplexity",
+    }
+    assert result.test["perplexity"] == pytest.approx(np.exp(result.test["loss"]))
+    assert result.confusion.sum() == len(tiny_imdb.test)
+    assert result.time_to_first_epoch >= result.epochs[0].epoch_seconds
+    assert result.parameter_count == count_parameters(result.config.model_spec())
+
+
+def test_memory_figures_that_do_not_apply_are_absent(backend_name, tiny_imdb):
+    result = train(tiny_config(backend_name, epochs=1), tiny_imdb)
+    assert result.memory["peak_rss_bytes"] > 50 * 2**20
+    on_gpu = get_backend(backend_name).accelerator() is not None
+    assert ("peak_gpu_memory_bytes" in result.memory) == on_gpu
+
+
+def test_same_seed_gives_identical_metrics(backend_name, tiny_imdb):
+    """With dropout on, so the framework's own random numbers are covered as well."""
+    config = tiny_config(backend_name, dropout_rate=0.3)
+    first, second = train(config, tiny_imdb), train(config, tiny_imdb)
+    assert [e.train_loss for e in first.epochs] == [e.train_loss for e in second.epochs]
+    assert [e.val_loss for e in first.epochs] == [e.val_loss for e in second.epochs]
+    assert first.test == second.test
+    other = train(tiny_config(backend_name, dropout_rate=0.3, seed=6), tiny_imdb)
+    assert other.epochs[0].train_loss != first.epochs[0].train_loss
+
+
+def test_batch_order_is_the_harness_own_seeded_permutation():
+    first = list(epoch_batches(100, 32, seed=1, epoch=1))
+    assert [len(b) for b in first] == [32, 32, 32, 4]
+    assert sorted(np.concatenate(first).tolist()) == list(range(100))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(first, epoch_batches(100, 32, 1, 1), strict=True)
+    )
+    assert not np.array_equal(
+        np.concatenate(first), np.concatenate(list(epoch_batches(100, 32, 1, 2)))
+    )
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(BenchError, match="expected one of keras, torch; received 'jax'"):
+        get_backend("jax")
+    with pytest.raises(BenchError, match="simple_rnn, lstm, gru, bilstm; received 'transformer'"):
+        tiny_config("torch", architecture="transformer")
+    with pytest.raises(BenchError, match="rmsprop, adam; received 'sgd'"):
+        tiny_config("torch", optimizer="sgd")
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("harness.cli", ("tensorflow", "keras", "torch")),
+        ("harness.training", ("tensorflow", "keras", "torch")),
+        ("backends.torch_backend", ("tensorflow", "keras")),
+    ],
+)
+def test_frameworks_are_imported_only_by_their_backend(module, forbidden):
+    code = f"import sys, {module}; print(' '.join(m for m in {forbidden!r} if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == ""
