@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from harness.errors import BenchError
 
@@ -37,7 +38,9 @@ def one_line_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except BenchError as error:
-            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -106,6 +109,103 @@ def train(
             config, dataset, on_epoch=progress.epoch_done, on_batch=progress.batch_done
         )
     print_train_result(Console(), result)
+
+
+StudyOption = Annotated[
+    str, typer.Option("--study", help="A study name from studies/ (see `bench studies`) or a path.")
+]
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", help="Output folder [default: bench-runs/<study name>].", show_default=False
+    ),
+]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage", help="Optuna RDB URL [default: sqlite:///<out>/optuna.db].", show_default=False
+    ),
+]
+TrackingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow tracking URI [default: sqlite:///<out>/mlflow.db].",
+        show_default=False,
+    ),
+]
+
+
+@app.command("run")
+@one_line_errors
+def run_study(
+    study: StudyOption,
+    out: OutOption = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+    data: DataOption = None,
+) -> None:
+    """Search every (architecture, backend) of a study, re-train the best, track and report.
+
+    Re-running the same command resumes: finished trials and runs are kept, not repeated.
+    """
+    from harness.console import StudyProgress, print_run_summary
+    from harness.datasource import resolve_source
+    from harness.imdb import load_corpus
+    from harness.report import build_report, print_report
+    from harness.runner import StudyRunner, default_places, planned_jobs
+    from harness.study import load_study
+
+    definition = load_study(study)
+    source = resolve_source(data)
+    load_corpus(source)  # tokenise once, here, with a progress bar; trials reuse the cache
+    places = default_places(definition, out, source, storage, tracking_uri)
+    runner = StudyRunner(definition, places, on_event=lambda event: None)
+    with StudyProgress(console, planned_jobs(definition)) as progress:
+        runner.on_event = progress
+        runner.run()
+    report = build_report(
+        definition, places.tracking_uri, places.storage_url, places.out / "report"
+    )
+    print_report(Console(), report)
+    print_run_summary(Console(), definition, places)
+
+
+@app.command()
+@one_line_errors
+def report(
+    study: StudyOption,
+    out: OutOption = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Build the side-by-side Keras/PyTorch comparison of a study that has run."""
+    from harness.report import build_report, print_report
+    from harness.runner import existing_places
+    from harness.study import load_study
+
+    definition = load_study(study)
+    places = existing_places(definition, out, storage, tracking_uri)
+    result = build_report(
+        definition, places.tracking_uri, places.storage_url, places.out / "report"
+    )
+    print_report(Console(), result)
+
+
+@app.command()
+@one_line_errors
+def studies() -> None:
+    """List the study files shipped in studies/."""
+    from harness.study import list_studies
+
+    out = Console()
+    for definition in list_studies():
+        out.print(
+            f"[bold]{definition.name:<16}[/] {definition.description}  [dim]({definition.path})[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def main() -> None:

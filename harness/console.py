@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -20,6 +21,10 @@ from rich.table import Table
 
 from harness.config import RunConfig
 from harness.training import EpochResult, TrainResult
+
+if TYPE_CHECKING:  # only for annotations: `bench train` need not import Optuna or MLflow
+    from harness.runner import RunPlaces
+    from harness.study import Study
 
 
 @dataclass
@@ -114,3 +119,80 @@ def print_train_result(console: Console, result: TrainResult) -> None:
     if result.confusion is not None:
         (tn, fp), (fn, tp) = result.confusion.tolist()
         console.print(f"confusion matrix (rows true neg/pos): [[{tn} {fp}] [{fn} {tp}]]")
+
+
+class StudyProgress:
+    """Live view of `bench run`: one bar over every job, and a line per finished trial or run."""
+
+    def __init__(self, console: Console, total_jobs: int) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("jobs"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task("starting", total=total_jobs)
+        self.current = ""
+
+    def __enter__(self) -> StudyProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "search":
+            self.progress.advance(self.task, event["done"])
+            self.console.print(
+                f"[bold]{event['name']}[/]: search, {event['done']} of "
+                f"{event['budget'] or 'unlimited'} trials already finished"
+            )
+        elif kind == "trial":
+            self.current = f"{event['name']} trial {event['trial']}"
+            self._describe(self.current)
+        elif kind == "retrain":
+            self.current = f"{event['name']} {event['label']}"
+            self._describe(self.current)
+        elif kind == "epoch":
+            self._describe(
+                f"{self.current} epoch {event['epoch']}/{event['epochs']} "
+                f"val_acc {event['val_accuracy']:.4f} val_loss {event['val_loss']:.4f}"
+            )
+        elif kind == "trial_done":
+            self.progress.advance(self.task)
+            value = "" if event["value"] is None else f" value {event['value']:.4f}"
+            best = "" if event["best"] is None else f" (best {event['best']:.4f})"
+            reason = f": {event['reason']}" if event["reason"] else ""
+            self.console.print(
+                f"  trial {event['trial']} {event['state']}{value}{best}{reason}", highlight=False
+            )
+        elif kind == "retrain_done":
+            self.progress.advance(self.task)
+            accuracy = event["metrics"].get("test_accuracy")
+            shown = f" test_acc {accuracy:.4f}" if accuracy is not None else ""
+            reason = f": {event['reason']}" if event["reason"] else ""
+            self.console.print(f"  {self.current} {event['state']}{shown}{reason}", highlight=False)
+        elif kind == "skip":
+            self.progress.advance(self.task)
+
+    def _describe(self, text: str) -> None:
+        self.progress.update(self.task, description=text)
+
+
+def print_run_summary(console: Console, study: Study, places: RunPlaces) -> None:
+    """Where everything went, and the commands that open it (unwrapped, to copy and paste)."""
+    lines = {
+        "output folder": str(places.out),
+        "report": str(places.out / "report" / "report.html"),
+        "trial logs": str(places.out / "jobs"),
+        "compare runs": f"mlflow ui --backend-store-uri {places.tracking_uri}",
+        "inspect searches": f"optuna-dashboard {places.storage_url}",
+    }
+    console.rule(f"study {study.name}")
+    for label, value in lines.items():
+        console.print(f"[bold]{label + ':':<18}[/]{value}", soft_wrap=True, highlight=False)

@@ -45,3 +45,15 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
 def confusion(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """2x2 confusion matrix, rows = true (neg, pos), columns = predicted."""
     return skm.confusion_matrix((labels > 0.5).astype(int), (logits > 0).astype(int), labels=[0, 1])
+
+
+def classification_report(logits: np.ndarray, labels: np.ndarray) -> str:
+    """scikit-learn's per-class precision/recall/F1 table, kept as a run artifact."""
+    return skm.classification_report(
+        (labels > 0.5).astype(int),
+        (logits > 0).astype(int),
+        labels=[0, 1],
+        target_names=["negative", "positive"],
+        digits=4,
+        zero_division=0,
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends import get_backend
+from backends import TrainableModel, get_backend
 from harness import metrics
 from harness.config import RunConfig
 from harness.imdb import ImdbData, Split
@@ -58,11 +58,26 @@ class TrainResult:
     time_to_first_epoch: float = float("nan")  # build + compile + first epoch's training
     test: dict[str, float] = field(default_factory=dict)
     confusion: np.ndarray | None = None
+    classification_report: str = ""
     memory: dict[str, int] = field(default_factory=dict)  # only the figures that apply
 
     @property
     def train_seconds(self) -> float:
         return sum(e.epoch_seconds for e in self.epochs)
+
+    def summary_metrics(self) -> dict[str, float]:
+        """The end-of-run figures, flat, as they are tracked."""
+        summary = {
+            "total_train_seconds": self.train_seconds,
+            "time_to_first_epoch": self.time_to_first_epoch,
+            "parameter_count": float(self.parameter_count),
+            **{k.replace("_bytes", "_mb"): v / 2**20 for k, v in self.memory.items()},
+            **{f"test_{k}": v for k, v in self.test.items()},
+        }
+        if self.epochs:
+            summary["final_val_accuracy"] = self.epochs[-1].val_accuracy
+            summary["best_val_accuracy"] = max(e.val_accuracy for e in self.epochs)
+        return summary
 
 
 def epoch_batches(size: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
@@ -81,10 +96,12 @@ def train(
     data: ImdbData,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
+    evaluate_test: bool = True,
 ) -> TrainResult:
-    """Train `config` on `data` and evaluate on the test split.
+    """Train `config` on `data`, then evaluate on the test split unless told not to.
 
     `on_epoch` sees every finished epoch (a pruner may raise from it to stop the run early).
+    Search trials leave the test split alone, so that no choice is ever made by looking at it.
     """
     backend = get_backend(config.backend)
     backend.seed(config.seed)
@@ -128,14 +145,16 @@ def train(
         result.epochs.append(outcome)
         if on_epoch is not None:
             on_epoch(outcome)
-    test_logits = model.predict_logits(data.test.x, batch_size=max(config.batch_size, 512))
-    result.test = metrics.classification_metrics(test_logits, data.test.y)
-    result.confusion = metrics.confusion(test_logits, data.test.y)
     result.memory = memory_figures(backend.peak_device_memory())
+    if evaluate_test:
+        logits = model.predict_logits(data.test.x, batch_size=max(config.batch_size, 512))
+        result.test = metrics.classification_metrics(logits, data.test.y)
+        result.confusion = metrics.confusion(logits, data.test.y)
+        result.classification_report = metrics.classification_report(logits, data.test.y)
     return result
 
 
-def evaluate(model, split: Split, batch_size: int) -> tuple[float, float]:
+def evaluate(model: TrainableModel, split: Split, batch_size: int) -> tuple[float, float]:
     logits = model.predict_logits(split.x, batch_size=max(batch_size, 512))
     return metrics.loss_and_accuracy(logits, split.y)
 

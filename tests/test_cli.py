@@ -74,3 +74,41 @@ def test_readme_test_command_is_what_ci_runs():
     ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
     command = next(line for line in ci_lines if "pytest" in line and not line.startswith("#"))
     assert command in (REPO / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[study]\nname = "x"\nepochs = 1\ncolour = "red"\n', "study.colour"),
+        ('[study]\nname = "x"\nepochs = "two"\n', "study.epochs"),
+        (
+            '[study]\nname = "x"\nepochs = 1\narchitectures = ["transformer"]\n',
+            "study.architectures",
+        ),
+        ('[study]\nname = "x"\nepochs = 1\nbackends = ["jax"]\n', "study.backends"),
+        (
+            '[study]\nname = "x"\nepochs = 1\n[budget]\ntrials = 1\n[objective]\n'
+            'metric = "val_accuracy"\ndirection = "maximize"\n[search]\n'
+            "hidden_size = { low = 64, high = 16, default = 32 }\n",
+            "search.hidden_size",
+        ),
+    ],
+    ids=["unknown-key", "wrong-type", "unknown-architecture", "unknown-backend", "low-above-high"],
+)
+def test_broken_study_file_is_one_line_naming_file_and_key(text, key, tmp_path, imdb_slice):
+    study = tmp_path / "broken.toml"
+    study.write_text(text)
+    done = bench(
+        "run", "--study", str(study), "--out", str(tmp_path / "out"), "--data", str(imdb_slice)
+    )
+    assert done.returncode == 2
+    (line,) = error_lines(done)
+    assert str(study) in line and key in line and "expected" in line
+    assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_studies_lists_the_shipped_studies():
+    done = bench("studies")
+    assert done.returncode == 0
+    names = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
+    assert names[:2] == ["imdb", "imdb-quick"]

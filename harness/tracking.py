@@ -1,0 +1,146 @@
+"""Every MLflow call of rnnbench: experiments, the run hierarchy, params, tags, metrics, artifacts.
+
+Hierarchy inside the experiment named after the study:
+
+    <arch>/<backend> search            role=search, one per (architecture, backend)
+      trial <n>                        role=trial, one per Optuna trial (nested)
+      retrain seed <s>                 role=retrain, the search's best config on a fresh seed
+      cross <backend> seed <s>         role=cross, the best config run on the other backend
+    report                             role=report, the comparison tables and charts
+
+Only the parent process talks to MLflow: it creates each run, fills it in from the events and
+files its trial process leaves (`harness.trial`), and closes it with a status, so a crashed
+trial's run is still closed, with its reason.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import warnings
+from pathlib import Path
+
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.time import get_current_time_millis
+
+import harness
+from harness.errors import BenchError
+
+PARENT_TAG = "mlflow.parentRunId"
+ROLES = ("search", "trial", "retrain", "cross", "report")
+
+
+def git_commit() -> str:
+    """The commit of the rnnbench checkout, or "unknown" outside a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(harness.__file__).resolve().parent,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+class Tracker:
+    """The parent process's view: find or create runs, and close them with a status."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+        except Exception as error:  # noqa: BLE001 - any failure here means "cannot reach"
+            raise BenchError(
+                f"tracking store {tracking_uri}: expected a reachable MLflow store; "
+                f"received {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            ) from None
+        if found is None:
+            location = artifact_root.resolve().as_uri() if artifact_root else None
+            self.experiment_id = self.client.create_experiment(experiment, location)
+        else:
+            self.experiment_id = found.experiment_id
+        self.base_tags = {"rnnbench_version": harness.__version__, "git_commit": git_commit()}
+
+    def find_run(self, **tags: str) -> str | None:
+        """The newest run whose tags all match, for resuming instead of duplicating."""
+        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs(
+            [self.experiment_id], where, max_results=1, order_by=["attributes.start_time DESC"]
+        )
+        return runs[0].info.run_id if runs else None
+
+    def search_run(self, study: str, architecture: str, backend: str, optuna_study: str) -> str:
+        tags = {
+            "role": "search",
+            "study": study,
+            "architecture": architecture,
+            "backend": backend,
+            "optuna_study": optuna_study,
+        }
+        run_id = self.find_run(**tags)
+        if run_id is None:
+            run_id = self.start(f"{architecture}/{backend} search", tags)
+        return run_id
+
+    def start(self, name: str, tags: dict[str, str], parent: str | None = None) -> str:
+        all_tags = {**self.base_tags, **tags, **({PARENT_TAG: parent} if parent else {})}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        return run.info.run_id
+
+    def finish(self, run_id: str, status: str, reason: str | None = None) -> None:
+        """Close a run: FINISHED, FAILED or KILLED, with the reason as a tag when there is one."""
+        if reason:
+            self.client.set_tag(run_id, "failure_reason", reason[:5000])
+        self.client.set_terminated(run_id, status)
+
+    def finished_runs(self, **tags: str) -> list:
+        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        return self.client.search_runs(
+            [self.experiment_id], f"{where} and attributes.status = 'FINISHED'"
+        )
+
+    # -- filling a run in, from what its trial process reported -----------------------------
+    def log_start(
+        self,
+        run_id: str,
+        params: dict[str, object],
+        tags: dict[str, str],
+        dataset: Path,
+        dataset_digest: str,
+    ) -> None:
+        self.client.log_batch(
+            run_id,
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": all local files
+            warnings.simplefilter("ignore")
+            source = resolve_dataset_source(dataset.resolve().as_uri())
+        # MLflow keeps at most 36 characters of a digest; the full sha256 is a param as well.
+        data = MetaDataset(source=source, name="imdb", digest=dataset_digest[:36])
+        context = [InputTag("mlflow.data.context", "training")]
+        self.client.log_inputs(run_id, [DatasetInput(data._to_mlflow_entity(), context)])
+
+    def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
+        # Not every store accepts NaN or infinity; a diverged run says so in its tags instead.
+        now = get_current_time_millis()
+        metrics = [
+            Metric(k, float(v), now, step)
+            for k, v in values.items()
+            if isinstance(v, (int, float)) and math.isfinite(v)
+        ]
+        self.client.log_batch(run_id, metrics=metrics)
+
+    def log_artifacts(self, run_id: str, paths: list[str]) -> None:
+        for path in paths:
+            self.client.log_artifact(run_id, path)
+
+    def set_tags(self, run_id: str, **tags: str) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -1,0 +1,153 @@
+"""One training run in its own process: `python -m harness.trial JOB.json`.
+
+A process per run means a crash, an out-of-memory kill or TensorFlow's GPU allocator cannot take
+the study down, and each run's peak memory is its own. The process reports as JSON lines on
+stdout (a `start` event with its tags, an `epoch` event per epoch), talks to Optuna for pruning,
+and leaves its outcome and artifacts in files; the parent (`harness.runner`) turns all of that
+into the MLflow run. If the process dies before writing its outcome, the parent records why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    config: dict[str, object]  # RunConfig fields
+    data: str  # resolved dataset source
+    objective: str  # per-epoch metric reported to the pruner, e.g. "val_accuracy"
+    evaluate_test: bool
+    folder: str  # where the outcome and the artifacts go
+    storage_url: str | None = None  # Optuna storage, for search trials only
+    optuna_study: str | None = None
+    trial_id: int | None = None
+    pruner: dict[str, object] | None = None  # the study file's [pruner] table
+
+    @property
+    def outcome_path(self) -> Path:
+        return Path(self.folder) / "outcome.json"
+
+    def write(self) -> Path:
+        path = Path(self.folder) / "job.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=1))
+        return path
+
+
+@dataclass
+class Outcome:
+    state: str  # COMPLETE, PRUNED or FAIL
+    value: float | None = None  # the objective at the last epoch
+    reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # end-of-run figures
+    artifacts: list[str] = field(default_factory=list)  # files to attach to the run
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def read(cls, path: Path) -> Outcome:
+        return cls(**json.loads(path.read_text()))
+
+
+class Stop(Exception):
+    """Ends a run early with a recorded state: pruned, or diverged (also recorded as pruned)."""
+
+    def __init__(self, reason: str, value: float | None) -> None:
+        super().__init__(reason)
+        self.value = value
+
+
+def emit(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def run(job: TrialJob) -> Outcome:
+    from backends import get_backend
+    from harness.config import RunConfig
+    from harness.imdb import load_imdb
+    from harness.system import cpu_model
+    from harness.training import EpochResult, train
+
+    config = RunConfig(**job.config)
+    backend = get_backend(config.backend)
+    framework, version = backend.framework()
+    data = load_imdb(Path(job.data), **config.data_params())
+    emit(
+        "start",
+        digest=data.digest,
+        data_params=data.params,
+        tags={
+            "framework": framework,
+            "framework_version": version,
+            "device": backend.accelerator() or cpu_model(),
+        },
+    )
+    reporter = None
+    if job.trial_id is not None:
+        from harness.search import TrialReporter
+        from harness.study import Pruner
+
+        reporter = TrialReporter(
+            job.storage_url, job.optuna_study, job.trial_id, Pruner(**job.pruner)
+        )
+
+    def on_epoch(epoch: EpochResult) -> None:
+        value = epoch.as_metrics()[job.objective]
+        emit("epoch", epoch=epoch.epoch, epochs=config.epochs, **epoch.as_metrics())
+        if not (math.isfinite(epoch.train_loss) and math.isfinite(epoch.val_loss)):
+            raise Stop(f"diverged: loss is {epoch.train_loss} at epoch {epoch.epoch}", None)
+        if reporter is not None and reporter.report(value, epoch.epoch):
+            raise Stop(f"pruned at epoch {epoch.epoch} ({job.objective} {value:.4f})", value)
+
+    try:
+        result = train(config, data, on_epoch=on_epoch, evaluate_test=job.evaluate_test)
+    except Stop as stop:
+        return Outcome(PRUNED, stop.value, str(stop))
+    return Outcome(
+        COMPLETE,
+        result.epochs[-1].as_metrics()[job.objective],
+        None,
+        result.summary_metrics(),
+        write_artifacts(result, Path(job.folder)),
+    )
+
+
+def write_artifacts(result, folder: Path) -> list[str]:
+    from harness import plots
+
+    written = {"model_summary.txt": result.model_summary}
+    if result.classification_report:
+        written["classification_report.txt"] = result.classification_report
+    for name, text in written.items():
+        (folder / name).write_text(text)
+    figures = {"learning_curves.png": plots.learning_curves(result)}
+    if result.confusion is not None:
+        figures["confusion_matrix.png"] = plots.confusion_matrix(result.confusion)
+    for name, figure in figures.items():
+        figure.savefig(folder / name, dpi=110)
+    return [str(folder / name) for name in [*written, *figures]]
+
+
+def main(job_path: str) -> int:
+    job = TrialJob(**json.loads(Path(job_path).read_text()))
+    try:
+        outcome = run(job)
+    except Exception as error:  # noqa: BLE001 - any failure is recorded, never lost
+        traceback.print_exc()
+        line = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+        outcome = Outcome(FAIL, None, line)
+    outcome.write(job.outcome_path)
+    return 0 if outcome.state != FAIL else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

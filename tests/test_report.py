@@ -1,0 +1,381 @@
+"""`harness.report` against real MLflow and Optuna SQLite stores filled by hand (no training)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState, create_trial
+from rich.console import Console
+
+from harness.report import Report, build_report, print_report
+
+STUDY = "imdb-test"
+ARCHS = ["lstm", "gru", "bilstm"]  # bilstm: every trial failed, no runs at all
+PNG = b"\x89PNG\r\n\x1a\n"
+T0 = 1_700_000_000_000  # ms; start times order the runs
+
+# (arch, backend) -> two retrain seeds: test metrics, epoch_seconds and samples/s histories
+RETRAIN = {
+    ("lstm", "keras"): [
+        dict(
+            acc=0.81,
+            f1=0.80,
+            auc=0.88,
+            ppl=1.50,
+            secs=[12.0, 10.0, 10.0],
+            sps=[900, 1000, 1000],
+            rss=2000.0,
+        ),
+        dict(
+            acc=0.83,
+            f1=0.82,
+            auc=0.90,
+            ppl=1.45,
+            secs=[11.0, 10.0, 9.0],
+            sps=[950, 1000, 1050],
+            rss=2100.0,
+        ),
+    ],
+    ("lstm", "torch"): [
+        dict(
+            acc=0.80,
+            f1=0.79,
+            auc=0.87,
+            ppl=1.52,
+            secs=[6.0, 5.0, 5.0],
+            sps=[1800, 2000, 2000],
+            rss=1500.0,
+        ),
+        dict(
+            acc=0.84,
+            f1=0.83,
+            auc=0.91,
+            ppl=1.40,
+            secs=[5.0, 5.0, 5.0],
+            sps=[2000, 2000, 2000],
+            rss=1600.0,
+        ),
+    ],
+    # keras/gru logged no per-epoch history: seconds per epoch = total_train_seconds / epochs
+    ("gru", "keras"): [
+        dict(acc=0.78, f1=0.77, auc=0.85, ppl=1.60, secs=[], sps=[], total=30.0, rss=1900.0),
+        dict(acc=0.79, f1=0.78, auc=0.86, ppl=1.58, secs=[], sps=[], total=36.0, rss=1950.0),
+    ],
+    ("gru", "torch"): [
+        dict(
+            acc=0.77,
+            f1=0.76,
+            auc=0.84,
+            ppl=1.62,
+            secs=[4.0, 4.0, 4.0],
+            sps=[2500, 2500, 2500],
+            rss=1400.0,
+        ),
+        dict(
+            acc=0.80,
+            f1=0.81,
+            auc=0.86,
+            ppl=1.55,
+            secs=[4.0, 3.0, 5.0],
+            sps=[2400, 2600, 2500],
+            rss=1450.0,
+        ),
+    ],
+}
+CROSS_KERAS_ON_TORCH = [0.79, 0.82]  # lstm only; gru has no cross runs
+# (arch, backend) -> (complete values, pruned, failed)
+TRIALS = {
+    ("lstm", "keras"): ([0.70, 0.80, 0.75], 1, 0),
+    ("lstm", "torch"): ([0.72, 0.78], 0, 1),
+    ("gru", "keras"): ([0.60], 0, 0),
+    ("gru", "torch"): ([0.65, 0.62], 2, 0),
+    ("bilstm", "keras"): ([], 0, 2),  # the search failed entirely; bilstm/torch never started
+}
+
+
+def _study(name: str, architectures: list[str]) -> SimpleNamespace:
+    objective = SimpleNamespace(metric="val_accuracy", direction="maximize")
+    return SimpleNamespace(
+        name=name, architectures=architectures, backends=["keras", "torch"], objective=objective
+    )
+
+
+def _run(
+    client: MlflowClient,
+    experiment: str,
+    name: str,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    histories: dict[str, list[float]] | None = None,
+    status: str = "FINISHED",
+    start: int = T0,
+) -> str:
+    run_id = client.create_run(experiment, start_time=start, tags=tags, run_name=name).info.run_id
+    entries = [Metric(k, v, start, 3) for k, v in metrics.items()]
+    for key, values in (histories or {}).items():
+        entries += [Metric(key, v, start, step) for step, v in enumerate(values, 1)]
+    client.log_batch(run_id, metrics=entries, params=[Param("epochs", "3")])
+    client.set_terminated(run_id, status)
+    return run_id
+
+
+def _fill_mlflow(client: MlflowClient, experiment: str) -> None:
+    base = {"study": STUDY, "seed": "0", "framework": "x", "device": "cpu"}
+    for (arch, backend), seeds in RETRAIN.items():
+        _run(
+            client,
+            experiment,
+            "trial 0",
+            {**base, "role": "trial", "architecture": arch, "backend": backend},
+            {"final_val_accuracy": 0.5, "test_accuracy": 0.1},
+        )
+        for seed, r in enumerate(seeds):
+            tags = {
+                **base,
+                "role": "retrain",
+                "architecture": arch,
+                "backend": backend,
+                "config_from": backend,
+                "seed": str(seed),
+                "config_hash": "new",
+            }
+            metrics = {
+                "test_accuracy": r["acc"],
+                "test_f1": r["f1"],
+                "test_roc_auc": r["auc"],
+                "test_perplexity": r["ppl"],
+                "peak_rss_mb": r["rss"],
+                "parameter_count": 1000.0 if backend == "keras" else 1002.0,
+                "total_train_seconds": r.get("total", sum(r["secs"])),
+            }
+            histories = {"epoch_seconds": r["secs"], "samples_per_second": r["sps"]}
+            _run(
+                client,
+                experiment,
+                f"retrain seed {seed}",
+                tags,
+                metrics,
+                histories,
+                start=T0 + 1000 + seed,
+            )
+    # Noise that must not count: an older config's re-train, and a failed re-train.
+    old = {
+        **base,
+        "role": "retrain",
+        "architecture": "lstm",
+        "backend": "keras",
+        "config_from": "keras",
+        "config_hash": "old",
+    }
+    _run(client, experiment, "retrain seed 0", old, {"test_accuracy": 0.10}, start=T0)
+    failed = {
+        **base,
+        "role": "retrain",
+        "architecture": "gru",
+        "backend": "torch",
+        "config_from": "torch",
+        "config_hash": "new",
+    }
+    _run(client, experiment, "retrain seed 2", failed, {"test_accuracy": 0.0}, status="FAILED")
+    for seed, accuracy in enumerate(CROSS_KERAS_ON_TORCH):
+        tags = {
+            **base,
+            "role": "cross",
+            "architecture": "lstm",
+            "backend": "torch",
+            "config_from": "keras",
+            "seed": str(seed),
+            "config_hash": "new",
+        }
+        _run(client, experiment, f"cross torch seed {seed}", tags, {"test_accuracy": accuracy})
+
+
+def _fill_optuna(storage_url: str) -> None:
+    for (arch, backend), (values, pruned, failed) in TRIALS.items():
+        search = optuna.create_study(
+            study_name=f"{STUDY}/{arch}/{backend}", storage=storage_url, direction="maximize"
+        )
+        for value in values:
+            search.add_trial(create_trial(value=value, state=TrialState.COMPLETE))
+        for _ in range(pruned):
+            search.add_trial(create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.5}))
+        for _ in range(failed):
+            search.add_trial(create_trial(state=TrialState.FAIL))
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    root = tmp_path_factory.mktemp("report-stores")
+    tracking_uri, storage_url = f"sqlite:///{root / 'mlflow.db'}", f"sqlite:///{root / 'optuna.db'}"
+    client = MlflowClient(tracking_uri)
+    artifacts = (root / "artifacts").as_uri()
+    _fill_mlflow(client, client.create_experiment(STUDY, artifacts))
+    _fill_optuna(storage_url)
+    return SimpleNamespace(
+        root=root,
+        tracking_uri=tracking_uri,
+        storage_url=storage_url,
+        client=client,
+        artifacts=artifacts,
+    )
+
+
+@pytest.fixture(scope="module")
+def report(stores: SimpleNamespace) -> Report:
+    return build_report(
+        _study(STUDY, ARCHS), stores.tracking_uri, stores.storage_url, stores.root / "report"
+    )
+
+
+def test_one_row_per_architecture(report: Report) -> None:
+    assert list(report.table.index) == ARCHS
+    assert report.table.index.name == "architecture"
+
+
+@pytest.mark.parametrize("arch", ["lstm", "gru"])
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_test_metrics_are_mean_and_sample_std_of_the_retrain_seeds(
+    report: Report, arch: str, backend: str
+) -> None:
+    row, seeds = report.table.loc[arch], RETRAIN[arch, backend]
+    for column, key in (("test_accuracy", "acc"), ("test_f1", "f1"), ("test_roc_auc", "auc")):
+        values = np.array([s[key] for s in seeds])
+        assert row[f"{column}_mean {backend}"] == pytest.approx(values.mean())
+        assert row[f"{column}_std {backend}"] == pytest.approx(values.std(ddof=1))
+    perplexity = np.mean([s["ppl"] for s in seeds])
+    assert row[f"test_perplexity_mean {backend}"] == pytest.approx(perplexity)
+    assert row[f"retrain_runs {backend}"] == 2  # the old config and the FAILED run are left out
+    assert row[f"peak_rss_mb {backend}"] == pytest.approx(np.mean([s["rss"] for s in seeds]))
+
+
+def test_seconds_and_samples_per_epoch(report: Report) -> None:
+    table = report.table
+    for arch, backend in (("lstm", "keras"), ("lstm", "torch"), ("gru", "torch")):
+        seeds = RETRAIN[arch, backend]
+        # Steady state: the first epoch (compilation included) is left out.
+        expected = np.mean([np.mean(s["secs"][1:]) for s in seeds])
+        assert table.loc[arch, f"seconds_per_epoch {backend}"] == pytest.approx(expected)
+        sps = np.mean([np.mean(s["sps"][1:]) for s in seeds])
+        assert table.loc[arch, f"samples_per_second {backend}"] == pytest.approx(sps)
+    # no history: total_train_seconds / epochs param
+    fallback = np.mean([s["total"] / 3 for s in RETRAIN["gru", "keras"]])
+    assert table.loc["gru", "seconds_per_epoch keras"] == pytest.approx(fallback)
+    assert math.isnan(table.loc["gru", "samples_per_second keras"])
+
+
+def test_torch_to_keras_ratios(report: Report) -> None:
+    row = report.table.loc["lstm"]
+    assert row["seconds_per_epoch torch/keras"] == pytest.approx(
+        row["seconds_per_epoch torch"] / row["seconds_per_epoch keras"]
+    )
+    assert row["peak_rss_mb torch/keras"] == pytest.approx(1550.0 / 2050.0)
+
+
+def test_search_best_and_trial_counts(report: Report) -> None:
+    table = report.table
+    for (arch, backend), (values, pruned, failed) in TRIALS.items():
+        assert table.loc[arch, f"trials_complete {backend}"] == len(values)
+        assert table.loc[arch, f"trials_pruned {backend}"] == pruned
+        assert table.loc[arch, f"trials_failed {backend}"] == failed
+        best = table.loc[arch, f"search_best_val_accuracy {backend}"]
+        assert best == pytest.approx(max(values)) if values else math.isnan(best)
+
+
+def test_cross_backend_block(report: Report) -> None:
+    table = report.table
+    expected = np.array(CROSS_KERAS_ON_TORCH)
+    assert table.loc["lstm", "cross_test_accuracy_mean keras_on_torch"] == pytest.approx(
+        expected.mean()
+    )
+    assert table.loc["lstm", "cross_test_accuracy_std keras_on_torch"] == pytest.approx(
+        expected.std(ddof=1)
+    )
+    assert math.isnan(table.loc["lstm", "cross_test_accuracy_mean torch_on_keras"])
+    assert math.isnan(table.loc["gru", "cross_test_accuracy_mean keras_on_torch"])
+
+
+def test_missing_pieces_are_nan(report: Report) -> None:
+    bilstm = report.table.loc["bilstm"]
+    assert report.memory_metric == "peak_rss_mb"
+    assert not any(c.startswith("peak_gpu_memory_mb") for c in report.table.columns)
+    for column in (
+        "test_accuracy_mean",
+        "seconds_per_epoch",
+        "peak_rss_mb",
+        "parameter_count",
+        "search_best_val_accuracy",
+    ):
+        assert math.isnan(bilstm[f"{column} keras"]) and math.isnan(bilstm[f"{column} torch"])
+    assert math.isnan(bilstm["trials_complete torch"])  # never started, not "0 trials"
+    assert math.isnan(bilstm["seconds_per_epoch torch/keras"])
+
+
+def test_files_are_written(report: Report, stores: SimpleNamespace) -> None:
+    out = stores.root / "report"
+    names = {
+        "report.csv",
+        "report.md",
+        "report.html",
+        "accuracy.png",
+        "time.png",
+        "optimization_history.png",
+    }
+    assert {p.name for p in report.paths.values()} == names
+    for path in report.paths.values():
+        assert path.parent == out and path.stat().st_size > 0
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == PNG
+    csv = pd.read_csv(out / "report.csv", index_col="architecture")
+    pd.testing.assert_frame_equal(csv, report.table, check_dtype=False)
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 3 and "0.820 ± 0.014" in page
+    markdown = (out / "report.md").read_text()
+    assert "| lstm |" in markdown and "![accuracy](accuracy.png)" in markdown
+
+
+def test_report_run_holds_the_files(report: Report, stores: SimpleNamespace) -> None:
+    run = stores.client.get_run(report.run_id)
+    assert run.data.tags["role"] == "report" and run.data.tags["study"] == STUDY
+    assert run.info.run_name == "report" and run.info.status == "FINISHED"
+    listed = {a.path for a in stores.client.list_artifacts(report.run_id)}
+    assert listed == {p.name for p in report.paths.values()}
+
+
+def test_print_report(report: Report) -> None:
+    console = Console(record=True, width=250)
+    print_report(console, report)
+    text = console.export_text()
+    assert "lstm" in text and "0.820 ± 0.014" in text and "report.html" in text
+
+
+def test_gpu_memory_wins_and_an_empty_study_reports_nan(
+    stores: SimpleNamespace, tmp_path: Path
+) -> None:
+    client = stores.client
+    experiment = client.create_experiment("imdb-gpu", stores.artifacts)
+    for backend, gpu in (("keras", None), ("torch", 900.0)):
+        metrics = {"test_accuracy": 0.8, "peak_rss_mb": 3000.0}
+        metrics |= {"peak_gpu_memory_mb": gpu} if gpu else {}
+        tags = {"role": "retrain", "study": "imdb-gpu", "architecture": "gru", "backend": backend}
+        _run(client, experiment, "retrain seed 0", tags, metrics)
+    gpu = build_report(
+        _study("imdb-gpu", ["gru", "lstm"]), stores.tracking_uri, stores.storage_url, tmp_path
+    )
+    assert gpu.memory_metric == "peak_gpu_memory_mb"
+    assert gpu.table.loc["gru", "peak_gpu_memory_mb torch"] == 900.0
+    assert math.isnan(gpu.table.loc["gru", "peak_gpu_memory_mb keras"])  # CPU run: no rss mixed in
+    assert math.isnan(gpu.table.loc["gru", "peak_gpu_memory_mb torch/keras"])
+    assert (
+        gpu.table.loc["lstm"]
+        .drop([c for c in gpu.table if c.startswith("retrain_runs")])
+        .isna()
+        .all()
+    )

@@ -1,0 +1,338 @@
+"""`bench run` end to end on a tiny study, checked by reading the real stores back.
+
+The study runs once per module through the real CLI (subprocesses, SQLite stores); then the
+tests read MLflow with its client and Optuna with its API, and finally through the HTTP APIs of
+`mlflow server` and `optuna-dashboard` started on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+REPO = Path(__file__).resolve().parent.parent
+BACKENDS = ("keras", "torch")
+EPOCH_METRICS = {
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "val_perplexity",
+    "epoch_seconds",
+    "samples_per_second",
+}
+TINY = """
+[study]
+name = "tiny"
+description = "two trials of a small GRU in both frameworks"
+architectures = ["gru"]
+backends = ["keras", "torch"]
+epochs = 2
+
+[budget]
+trials = {trials}
+
+[objective]
+metric = "val_accuracy"
+direction = "maximize"
+
+[pruner]
+{pruner}
+
+[data]
+subset = 200
+
+[retrain]
+seeds = 1
+cross_backend = true
+
+[fixed]
+num_words = 1000
+embedding_dim = 8
+
+[search]
+hidden_size = {{ low = 4, high = 16, step = 4, default = 8 }}
+learning_rate = {{ low = 1e-3, high = 1e-2, log = true, default = 3e-3 }}
+sequence_length = {{ choices = [32, 48], default = 32 }}
+"""
+NO_PRUNING = 'type = "none"'
+PRUNE_EVERYTHING = (
+    'type = "threshold"\nlower = 1.01  # no accuracy reaches it: every trial is pruned'
+)
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+
+
+def run_tiny(folder: Path, data: Path, trials: int, pruner: str) -> subprocess.CompletedProcess:
+    study = folder / "tiny.toml"
+    study.write_text(TINY.format(trials=trials, pruner=pruner))
+    return bench("run", "--study", str(study), "--out", str(folder / "out"), "--data", str(data))
+
+
+@pytest.fixture(scope="module")
+def stores(imdb_slice, tmp_path_factory):
+    """Run the tiny study, snapshot it, then resume it with one more trial that gets pruned."""
+    folder = tmp_path_factory.mktemp("tiny-study")
+    first = run_tiny(folder, imdb_slice, trials=2, pruner=NO_PRUNING)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = folder / "out"
+    snapshot = folder / "after-first-run"
+    shutil.copytree(out, snapshot)
+    second = run_tiny(folder, imdb_slice, trials=3, pruner=PRUNE_EVERYTHING)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return {"out": out, "first": snapshot, "first_run": first, "second_run": second}
+
+
+def mlflow_runs(out: Path, **tags: str) -> list:
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return client.search_runs([experiment.experiment_id], where, max_results=1000)
+
+
+def optuna_study(out: Path, backend: str) -> optuna.Study:
+    return optuna.load_study(
+        study_name=f"tiny/gru/{backend}", storage=f"sqlite:///{out / 'optuna.db'}"
+    )
+
+
+def test_run_hierarchy_parent_per_search_child_per_trial(stores):
+    out = stores["first"]
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    for backend in BACKENDS:
+        (parent,) = mlflow_runs(out, role="search", backend=backend)
+        assert parent.data.tags["optuna_study"] == f"tiny/gru/{backend}"
+        children = client.search_runs(
+            [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        )
+        roles = sorted(c.data.tags["role"] for c in children)
+        assert roles == ["cross", "retrain", "trial", "trial"]
+        for child in children:
+            assert child.info.status == "FINISHED"
+
+
+def test_every_trial_has_per_epoch_metrics_tags_and_params(stores):
+    out = stores["first"]
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    trials = mlflow_runs(out, role="trial")
+    assert len(trials) == 4
+    for run in trials:
+        for metric in EPOCH_METRICS:
+            history = client.get_metric_history(run.info.run_id, metric)
+            assert [m.step for m in history] == [1, 2], metric
+        tags = run.data.tags
+        assert tags["architecture"] == "gru" and tags["backend"] in BACKENDS
+        assert tags["framework"] == tags["backend"] and tags["framework_version"]
+        assert tags["device"] and tags["rnnbench_version"] and tags["git_commit"]
+        params = run.data.params
+        for knob in (
+            "hidden_size",
+            "num_layers",
+            "learning_rate",
+            "dropout_rate",
+            "sequence_length",
+            "batch_size",
+            "embedding_dim",
+            "num_words",
+            "optimizer",
+        ):
+            assert knob in params
+        assert params["num_words"] == "1000" and params["epochs"] == "2"
+        for metric in (
+            "total_train_seconds",
+            "time_to_first_epoch",
+            "parameter_count",
+            "peak_rss_mb",
+        ):
+            assert metric in run.data.metrics
+        assert "peak_gpu_memory_mb" not in run.data.metrics  # absent on a CPU, never 0
+        assert not any(name.startswith("test_") for name in run.data.metrics)  # no peeking
+        inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert inputs and inputs[0].dataset.digest == params["dataset_digest"][:36]
+
+
+def test_trials_and_runs_point_at_each_other(stores):
+    out = stores["first"]
+    for backend in BACKENDS:
+        study = optuna_study(out, backend)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+        for trial in study.trials:
+            run = MlflowClient(f"sqlite:///{out / 'mlflow.db'}").get_run(
+                trial.user_attrs["mlflow_run_id"]
+            )
+            assert run.data.tags["optuna_trial"] == str(trial.number)
+            assert run.data.tags["optuna_study"] == study.study_name
+            assert float(run.data.params["hidden_size"]) == trial.params["hidden_size"]
+        # The first trial is the study file's defaults.
+        assert study.trials[0].params == {
+            "hidden_size": 8,
+            "learning_rate": 3e-3,
+            "sequence_length": 32,
+        }
+
+
+def test_both_backends_search_the_same_space_with_the_same_sampler(stores):
+    keras, torch = (optuna_study(stores["first"], b) for b in BACKENDS)
+    assert [t.params for t in keras.trials] == [t.params for t in torch.trials]
+    assert [t.value for t in keras.trials] == pytest.approx(
+        [t.value for t in torch.trials], abs=1e-6
+    )
+
+
+def test_retrain_and_cross_runs_are_evaluated_on_test(stores):
+    out = stores["first"]
+    for role in ("retrain", "cross"):
+        runs = mlflow_runs(out, role=role)
+        assert len(runs) == 2
+        for run in runs:
+            assert {"test_accuracy", "test_f1", "test_roc_auc", "test_perplexity"} <= set(
+                run.data.metrics
+            )
+            if role == "cross":
+                assert run.data.tags["config_from"] != run.data.tags["backend"]
+            artifacts = {
+                a.path
+                for a in MlflowClient(f"sqlite:///{out / 'mlflow.db'}").list_artifacts(
+                    run.info.run_id
+                )
+            }
+            assert {
+                "learning_curves.png",
+                "confusion_matrix.png",
+                "classification_report.txt",
+                "model_summary.txt",
+            } <= artifacts
+
+
+def test_rerun_resumes_keeps_finished_trials_and_records_the_pruned_one(stores):
+    before, after = stores["first"], stores["out"]
+    for backend in BACKENDS:
+        old, new = optuna_study(before, backend), optuna_study(after, backend)
+        assert [t.datetime_start for t in new.trials[:2]] == [t.datetime_start for t in old.trials]
+        assert [t.state for t in new.trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED]
+        assert "pruned at epoch 1" in new.trials[2].user_attrs["stop_reason"]
+    trials = mlflow_runs(after, role="trial")
+    assert len(trials) == 6  # 4 from the first run, one new per backend
+    pruned = [r for r in trials if r.data.tags.get("trial_state") == "PRUNED"]
+    assert len(pruned) == 2 and all(r.info.status == "FINISHED" for r in pruned)
+    assert len(mlflow_runs(after, role="retrain")) == 2  # best configs unchanged: not repeated
+    assert len(mlflow_runs(after, role="search")) == 2
+
+
+def test_report_compares_both_backends(stores):
+    report = stores["out"] / "report"
+    csv = (report / "report.csv").read_text().splitlines()
+    assert csv[0].startswith("architecture,") and csv[1].startswith("gru,")
+    for name in ("report.md", "report.html", "accuracy.png", "time.png"):
+        assert (report / name).stat().st_size > 0
+    assert mlflow_runs(stores["out"], role="report")
+    assert "mlflow ui --backend-store-uri" in stores["second_run"].stdout
+    assert "optuna-dashboard sqlite:///" in stores["second_run"].stdout
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url: str, body: dict | None = None, wait: float = 60.0) -> dict:
+    """GET (or POST `body`) as JSON, retrying while the server starts."""
+    deadline = time.monotonic() + wait
+    while True:
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def server():
+    started: list[subprocess.Popen] = []
+
+    def start(*command: str) -> None:
+        started.append(
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_optuna_dashboard_serves_the_studies(stores, server):
+    port = free_port()
+    dashboard = Path(sys.executable).with_name("optuna-dashboard")
+    server(
+        str(dashboard),
+        f"sqlite:///{stores['out'] / 'optuna.db'}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    )
+    summaries = get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
+    names = {s["study_name"]: s["study_id"] for s in summaries}
+    assert set(names) == {"tiny/gru/keras", "tiny/gru/torch"}
+    detail = get_json(f"http://127.0.0.1:{port}/api/studies/{names['tiny/gru/torch']}?after=0")
+    assert [t["state"] for t in detail["trials"]] == ["Complete", "Complete", "Pruned"]
+
+
+def test_mlflow_server_serves_the_runs(stores, server):
+    port = free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    server(
+        str(mlflow),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{stores['out'] / 'mlflow.db'}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    )
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    experiment = get_json(f"{base}/experiments/get-by-name?experiment_name=tiny")["experiment"]
+    runs = get_json(
+        f"{base}/runs/search",
+        {
+            "experiment_ids": [experiment["experiment_id"]],
+            "filter": "tags.role = 'trial'",
+            "max_results": 100,
+        },
+    )["runs"]
+    assert len(runs) == 6
+    states = sorted(
+        next(t["value"] for t in r["data"]["tags"] if t["key"] == "trial_state") for r in runs
+    )
+    assert states == ["COMPLETE"] * 4 + ["PRUNED"] * 2
