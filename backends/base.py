@@ -32,18 +32,28 @@ class TrainableModel(ABC):
 
     @abstractmethod
     def train_step(self, x: np.ndarray, y: np.ndarray) -> None:
-        """One forward/backward/update on an int32 batch ``x`` and float32 0/1 labels ``y``.
+        """One forward/backward/update on an int32 batch ``x`` and its targets ``y``: float32 0/1
+        labels (classification) or int32 next-token ids (language model).
 
         Loss and accuracy accumulate on the device, so a step needs no host synchronisation.
         """
 
     @abstractmethod
     def take_train_metrics(self) -> tuple[float, float]:
-        """Mean loss and accuracy over the steps since the last call, then reset."""
+        """Mean loss and accuracy per prediction (review or token) since the last call; resets."""
 
     @abstractmethod
     def predict_logits(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Float32 logits of shape ``(len(x),)`` in inference mode (no dropout)."""
+        """Float32 logits in inference mode (no dropout): ``(len(x),)`` for classification,
+        ``(len(x), time, vocab)`` for a language model (small inputs only: tests, examples)."""
+
+    @abstractmethod
+    def token_log_likelihood(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Language models: the log-probability of each target token and the top-1 prediction,
+        both ``(len(x), time)``. Full logits would be gigabytes; the harness's metrics need only
+        these two."""
 
     @abstractmethod
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:

@@ -33,6 +33,8 @@ if keras.backend.backend() != "tensorflow":
         f"the keras backend needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()}"
     )
 
+tf.get_logger().setLevel("ERROR")  # retracing notices: every new model traces its own step
+
 # Grow GPU memory on demand, so TensorFlow does not take the whole card and its peak is honest.
 for _gpu in tf.config.list_physical_devices("GPU"):
     tf.config.experimental.set_memory_growth(_gpu, True)
@@ -66,9 +68,10 @@ def build_keras_model(spec: ModelSpec) -> keras.Model:
         layers.Embedding(spec.vocab_size, spec.embedding_dim),
     ]
     for layer in range(spec.num_layers):
-        stack.append(_recurrent_layer(spec, return_sequences=layer < spec.num_layers - 1))
+        last = layer == spec.num_layers - 1
+        stack.append(_recurrent_layer(spec, return_sequences=spec.sequence_output or not last))
         stack.append(layers.Dropout(spec.dropout_rate))
-    stack.append(layers.Dense(1))
+    stack.append(layers.Dense(spec.output_size))  # applied at every time step for a language model
     return keras.Sequential(stack, name=spec.architecture)
 
 
@@ -100,19 +103,40 @@ class KerasModel(TrainableModel):
         self.variables = _canonical_variables(spec, self.model)
         self.optimizer = _optimizer(optimizer)
         self.optimizer.build(self.model.trainable_variables)
-        self.loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
+        self.language_model = spec.sequence_output
+        self.loss_fn = (
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            if self.language_model
+            else keras.losses.BinaryCrossentropy(from_logits=True)
+        )
         self._loss_sum = tf.Variable(0.0, trainable=False)
         self._correct = tf.Variable(0.0, trainable=False)
         self._seen = tf.Variable(0.0, trainable=False)
-        batch = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.float32))
-        self._train_step = tf.function(self._train_step_eager, input_signature=batch)
-        self._predict = tf.function(
-            lambda x: self.model(x, training=False)[:, 0], input_signature=batch[:1]
-        )
+        tokens = tf.TensorSpec([None, None], tf.int32)
+        targets = tokens if self.language_model else tf.TensorSpec([None], tf.float32)
+        self._train_step = tf.function(self._train_step_eager, input_signature=(tokens, targets))
+        self._predict = tf.function(lambda x: self._logits(x, False), input_signature=(tokens,))
+        self._score = tf.function(self._score_eager, input_signature=(tokens, tokens))
+
+    def _logits(self, x: tf.Tensor, training: bool) -> tf.Tensor:
+        logits = self.model(x, training=training)
+        return logits if self.language_model else logits[:, 0]
+
+    def _correct_predictions(self, logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        if self.language_model:
+            return tf.reduce_sum(
+                tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == y, tf.float32)
+            )
+        return tf.reduce_sum(tf.cast(tf.cast(logits > 0, tf.float32) == y, tf.float32))
+
+    def _score_eager(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        logits = self._logits(x, False)
+        log_probs = tf.gather(tf.nn.log_softmax(logits), y, batch_dims=2)
+        return log_probs, tf.argmax(logits, -1, output_type=tf.int32)
 
     def _loss_and_tape(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, list]:
         with tf.GradientTape() as tape:
-            logits = self.model(x, training=True)[:, 0]
+            logits = self._logits(x, True)
             loss = self.loss_fn(y, logits)
         gradients = tape.gradient(loss, self.model.trainable_variables)
         # The embedding's gradient arrives as IndexedSlices with one slice per token occurrence.
@@ -124,10 +148,9 @@ class KerasModel(TrainableModel):
     def _train_step_eager(self, x: tf.Tensor, y: tf.Tensor) -> None:
         logits, loss, gradients = self._loss_and_tape(x, y)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables, strict=True))
-        count = tf.cast(tf.shape(y)[0], tf.float32)
+        count = tf.cast(tf.size(y), tf.float32)  # reviews, or tokens for a language model
         self._loss_sum.assign_add(loss * count)
-        predicted = tf.cast(logits > 0, tf.float32)
-        self._correct.assign_add(tf.reduce_sum(tf.cast(predicted == y, tf.float32)))
+        self._correct.assign_add(self._correct_predictions(logits, y))
         self._seen.assign_add(count)
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -147,6 +170,18 @@ class KerasModel(TrainableModel):
             for start in range(0, len(x), batch_size)
         ]
         return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros(0, np.float32)
+
+    def token_log_likelihood(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scored = [
+            self._score(x[start : start + batch_size], y[start : start + batch_size])
+            for start in range(0, len(x), batch_size)
+        ]
+        return (
+            np.concatenate([log_probs.numpy() for log_probs, _ in scored]),
+            np.concatenate([predicted.numpy() for _, predicted in scored]),
+        )
 
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
         _, loss, gradients = self._loss_and_tape(tf.constant(x), tf.constant(y))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from backends.base import Backend, TrainableModel, Weights
 from backends.torch_optimizers import KerasAdam, KerasRMSprop
@@ -23,7 +24,7 @@ OPTIMIZERS = {"rmsprop": KerasRMSprop, "adam": KerasAdam}
 DIRECTION_SUFFIXES = ("", "_reverse")  # PyTorch's names for the forward and backward weights
 
 
-class RecurrentClassifier(nn.Module):
+class RecurrentNetwork(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -38,7 +39,7 @@ class RecurrentClassifier(nn.Module):
             for layer in range(spec.num_layers)
         )
         self.dropout = nn.Dropout(spec.dropout_rate)
-        self.dense = nn.Linear(spec.hidden_size * spec.directions, 1)
+        self.dense = nn.Linear(spec.hidden_size * spec.directions, spec.output_size)
         if spec.cell != "gru":
             for layer in self.recurrent:
                 for name, param in layer.named_parameters():
@@ -51,8 +52,9 @@ class RecurrentClassifier(nn.Module):
         for layer in self.recurrent:
             h, _ = layer(h)
             h = self.dropout(h)
-        h = self._last_output(h)
-        return self.dense(h).squeeze(-1)
+        if self.spec.sequence_output:
+            return self.dense(h)  # (batch, time, vocab): next-word logits at every position
+        return self.dense(self._last_output(h)).squeeze(-1)
 
     def _last_output(self, sequence: torch.Tensor) -> torch.Tensor:
         """What Keras returns with return_sequences=False: each direction's final output."""
@@ -74,10 +76,10 @@ class TorchModel(TrainableModel):
     def __init__(self, spec: ModelSpec, optimizer: OptimizerSpec, device: torch.device) -> None:
         self.spec = spec
         self.device = device
-        self.module = RecurrentClassifier(spec).to(device)
+        self.module = RecurrentNetwork(spec).to(device)
         trainable = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = OPTIMIZERS[optimizer.name](trainable, lr=optimizer.learning_rate)
-        self.loss_fn = nn.BCEWithLogitsLoss()
+        self.language_model = spec.sequence_output
         self._reset_accumulators()
 
     def _reset_accumulators(self) -> None:
@@ -89,7 +91,19 @@ class TorchModel(TrainableModel):
         xs = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True)
         if y is None:
             return (xs,)
-        return xs, torch.from_numpy(np.ascontiguousarray(y)).to(self.device, non_blocking=True)
+        ys = torch.from_numpy(np.ascontiguousarray(y)).to(self.device, non_blocking=True)
+        return xs, ys.long() if self.language_model else ys
+
+    def loss_fn(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy per prediction: per review (sigmoid) or per token (softmax)."""
+        if self.language_model:
+            return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return F.binary_cross_entropy_with_logits(logits, targets)
+
+    def _correct_predictions(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.language_model:
+            return (logits.argmax(-1) == targets).sum()
+        return ((logits > 0) == (targets > 0.5)).sum()
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> None:
         xs, ys = self._tensors(x, y)
@@ -100,9 +114,9 @@ class TorchModel(TrainableModel):
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():
-            self._loss_sum += loss.detach() * len(y)
-            self._correct += ((logits > 0) == (ys > 0.5)).sum()
-        self._seen += len(y)
+            self._loss_sum += loss.detach() * ys.numel()
+            self._correct += self._correct_predictions(logits, ys)
+        self._seen += ys.numel()
 
     def take_train_metrics(self) -> tuple[float, float]:
         seen = max(self._seen, 1)
@@ -118,6 +132,19 @@ class TorchModel(TrainableModel):
             for start in range(0, len(x), batch_size)
         ]
         return torch.cat(outputs).numpy() if outputs else np.zeros(0, np.float32)
+
+    @torch.no_grad()
+    def token_log_likelihood(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self.module.eval()
+        log_probs, predictions = [], []
+        for start in range(0, len(x), batch_size):
+            xs, ys = self._tensors(x[start : start + batch_size], y[start : start + batch_size])
+            logits = self.module(xs).float()
+            log_probs.append(logits.log_softmax(-1).gather(-1, ys.unsqueeze(-1)).squeeze(-1).cpu())
+            predictions.append(logits.argmax(-1).int().cpu())
+        return torch.cat(log_probs).numpy(), torch.cat(predictions).numpy()
 
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
         xs, ys = self._tensors(x, y)

@@ -62,6 +62,9 @@ DataOption = Annotated[
 def train(
     backend: Annotated[str, typer.Option(help="keras or torch.")] = "torch",
     arch: Annotated[str, typer.Option(help="simple_rnn, lstm, gru or bilstm.")] = "lstm",
+    task: Annotated[
+        str, typer.Option(help="classification (sentiment) or language_model (next word).")
+    ] = "classification",
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 2,
     hidden_size: Annotated[int, typer.Option(min=1, help="Units per direction.")] = 64,
     num_layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers.")] = 1,
@@ -84,12 +87,13 @@ def train(
     from harness.config import RunConfig
     from harness.console import print_train_result, training_progress
     from harness.datasource import resolve_source
-    from harness.imdb import load_imdb
+    from harness.tasks import baseline_metrics, load_data
     from harness.training import train as run_training
 
     config = RunConfig(
         backend=backend,
         architecture=arch,
+        task=task,
         epochs=epochs,
         hidden_size=hidden_size,
         num_layers=num_layers,
@@ -103,11 +107,13 @@ def train(
         seed=seed,
         subset=subset,
     )
-    dataset = load_imdb(resolve_source(data), **config.data_params())
+    dataset = load_data(config, resolve_source(data))
+    baselines = baseline_metrics(dataset)
     with training_progress(console, config) as progress:
         result = run_training(
             config, dataset, on_epoch=progress.epoch_done, on_batch=progress.batch_done
         )
+    result.test.update({k: v for k, v in baselines.items() if k.startswith("unigram_test")})
     print_train_result(Console(), result)
 
 
@@ -162,9 +168,18 @@ def run_study(
     load_corpus(source)  # tokenise once, here, with a progress bar; trials reuse the cache
     places = default_places(definition, out, source, storage, tracking_uri)
     runner = StudyRunner(definition, places, on_event=lambda event: None)
-    with StudyProgress(console, planned_jobs(definition)) as progress:
-        runner.on_event = progress
-        runner.run()
+    try:
+        with StudyProgress(console, planned_jobs(definition)) as progress:
+            runner.on_event = progress
+            runner.run()
+    except KeyboardInterrupt:
+        console.print(
+            "[bold red]interrupted:[/] the running trial was closed as interrupted; "
+            "re-run the same command to resume",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     report = build_report(
         definition, places.tracking_uri, places.storage_url, places.out / "report"
     )

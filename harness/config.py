@@ -29,6 +29,7 @@ class RunConfig:
     seed: int = 0  # initial weights, batch order and dropout masks
     validation_fraction: float = 0.2  # carved from the official train split
     subset: int | None = None  # reviews kept per split, for quick runs; None keeps all 25k
+    task: str = "classification"  # or "language_model": next-word prediction on the same text
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -45,13 +46,14 @@ class RunConfig:
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
             dropout_rate=self.dropout_rate,
+            task=self.task,
         )
 
     def optimizer_spec(self) -> OptimizerSpec:
         return OptimizerSpec(self.optimizer, self.learning_rate)
 
     def data_params(self) -> dict[str, object]:
-        """The keyword arguments of `harness.imdb.load_imdb` this run needs."""
+        """The keyword arguments of the task's data loader (`harness.tasks.load_data`)."""
         return {
             "num_words": self.num_words,
             "sequence_length": self.sequence_length,

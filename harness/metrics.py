@@ -57,3 +57,20 @@ def classification_report(logits: np.ndarray, labels: np.ndarray) -> str:
         digits=4,
         zero_division=0,
     )
+
+
+def token_loss_and_accuracy(
+    log_probs: np.ndarray, predicted: np.ndarray, targets: np.ndarray
+) -> tuple[float, float]:
+    """Mean token cross-entropy and top-1 next-word accuracy of a language model."""
+    if targets.size == 0:
+        return float("nan"), float("nan")
+    loss = float(-np.mean(log_probs, dtype=np.float64))
+    return loss, float(np.mean(predicted == targets))
+
+
+def language_model_metrics(
+    log_probs: np.ndarray, predicted: np.ndarray, targets: np.ndarray
+) -> dict[str, float]:
+    loss, accuracy = token_loss_and_accuracy(log_probs, predicted, targets)
+    return {"loss": loss, "perplexity": float(np.exp(loss)), "accuracy": accuracy}

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from harness.errors import BenchError
 
 ARCHITECTURES = ("simple_rnn", "lstm", "gru", "bilstm")
+TASKS = ("classification", "language_model")
+CAUSAL_ARCHITECTURES = ("simple_rnn", "lstm", "gru")  # the ones that can predict the next word
 
 # Gates per recurrent cell: how many (inputs, units) blocks its kernels stack side by side.
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3, "bilstm": 4}
@@ -20,7 +22,12 @@ GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3, "bilstm": 4}
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Embedding -> `num_layers` recurrent layers (each followed by Dropout) -> Dense(1) logit."""
+    """Embedding -> `num_layers` recurrent layers (each followed by Dropout) -> Dense head.
+
+    The task picks the head: ``classification`` reads the last time step into Dense(1), one
+    logit per review; ``language_model`` reads every time step into Dense(vocab_size), logits
+    for the next word at each position.
+    """
 
     architecture: str  # one of ARCHITECTURES
     vocab_size: int  # rows of the embedding table (== num_words of the data)
@@ -28,12 +35,21 @@ class ModelSpec:
     hidden_size: int = 32  # units per direction
     num_layers: int = 1
     dropout_rate: float = 0.0  # Dropout after every recurrent layer; never recurrent dropout
+    task: str = "classification"  # one of TASKS
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise BenchError(
                 f"unknown architecture: expected one of {', '.join(ARCHITECTURES)}; "
                 f"received {self.architecture!r}"
+            )
+        if self.task not in TASKS:
+            raise BenchError(f"task: expected one of {', '.join(TASKS)}; received {self.task!r}")
+        if self.task == "language_model" and self.architecture not in CAUSAL_ARCHITECTURES:
+            raise BenchError(
+                f"architecture: expected one of {', '.join(CAUSAL_ARCHITECTURES)} for a language "
+                f"model; received {self.architecture!r}, whose backward direction reads the very "
+                "words it must predict"
             )
         for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
@@ -49,6 +65,15 @@ class ModelSpec:
     def cell(self) -> str:
         """The recurrent cell each direction runs ("bilstm" runs an LSTM both ways)."""
         return "lstm" if self.architecture == "bilstm" else self.architecture
+
+    @property
+    def output_size(self) -> int:
+        return self.vocab_size if self.task == "language_model" else 1
+
+    @property
+    def sequence_output(self) -> bool:
+        """Whether the head reads every time step (language model) or only the last one."""
+        return self.task == "language_model"
 
     def as_params(self) -> dict[str, object]:
         return asdict(self)
@@ -76,8 +101,8 @@ def weight_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
             # Keras's GRU (reset_after=True) keeps separate input and recurrent biases.
             bias_rows = (2,) if spec.cell == "gru" else ()
             shapes[f"{prefix}/bias"] = (*bias_rows, units * gates)
-    shapes["dense/kernel"] = (spec.hidden_size * spec.directions, 1)
-    shapes["dense/bias"] = (1,)
+    shapes["dense/kernel"] = (spec.hidden_size * spec.directions, spec.output_size)
+    shapes["dense/bias"] = (spec.output_size,)
     return shapes
 
 

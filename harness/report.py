@@ -36,12 +36,52 @@ if TYPE_CHECKING:  # only the attributes named in `build_report` are used
     from harness.study import Study
 
 BASELINE, CONTENDER = "keras", "torch"  # ratios are CONTENDER / BASELINE
-TESTS = ("test_accuracy", "test_f1", "test_roc_auc")  # reported as mean ± std over seeds
 CHARTS = ("accuracy", "time", "optimization_history")
-QUALITY = (
-    "quality: test split, mean ± std over re-train seeds; "
-    "cross accuracy a→b: a's best configuration re-trained on b"
-)
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """Which figures tell a task's story: the quality metrics shown as mean ± std over the
+    re-train seeds (metric, label), the one compared across backends, and the throughput."""
+
+    tests: tuple[tuple[str, str], ...]
+    cross: tuple[str, str]
+    throughput: tuple[str, str]
+
+
+VIEWS = {
+    "classification": TaskView(
+        tests=(
+            ("test_accuracy", "test accuracy"),
+            ("test_f1", "test F1"),
+            ("test_roc_auc", "test ROC-AUC"),
+            ("test_perplexity", "test perplexity"),
+        ),
+        cross=("test_accuracy", "accuracy"),
+        throughput=("samples_per_second", "samples/s"),
+    ),
+    "language_model": TaskView(
+        tests=(
+            ("test_perplexity", "test perplexity"),
+            ("test_accuracy", "test top-1 accuracy"),
+            ("unigram_test_perplexity", "unigram baseline perplexity"),
+        ),
+        cross=("test_perplexity", "perplexity"),
+        throughput=("tokens_per_second", "tokens/s"),
+    ),
+}
+
+
+def view_of(study: Study) -> TaskView:
+    return VIEWS[getattr(study, "task", "classification")]
+
+
+def quality_title(view: TaskView) -> str:
+    name = view.cross[1]
+    return (
+        f"quality: test split, mean ± std over re-train seeds; cross {name} a→b: a's best "
+        "configuration re-trained on b"
+    )
 
 
 @dataclass
@@ -66,8 +106,9 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     backends = list(dict.fromkeys([BASELINE, CONTENDER, *study.backends]))
     memory = "peak_gpu_memory_mb" if _has_metric(runs, "peak_gpu_memory_mb") else "peak_rss_mb"
     metric, direction = study.objective.metric, study.objective.direction
+    view = view_of(study)
     rows = {
-        arch: _row(tracker.client, runs, trials, arch, backends, memory, metric, direction)
+        arch: _row(tracker.client, runs, trials, arch, backends, memory, metric, direction, view)
         for arch in study.architectures
     }
     columns = list(dict.fromkeys(k for row in rows.values() for k in row))
@@ -75,14 +116,18 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     table.index.name = "architecture"
     for backend in set(backends) - set(study.backends):  # "no runs" would read as "ran none"
         table[f"retrain_runs {backend}"] = math.nan
-    sections = format_sections(table, backends, memory, metric)
+    sections = format_sections(table, backends, memory, metric, view)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / "report.csv", "markdown": out_dir / "report.md"}
     table.to_csv(paths["csv"])
     charts = {
         "accuracy": _bars(
-            table, "test_accuracy_mean", backends, "test accuracy", "test_accuracy_std"
+            table,
+            f"{view.tests[0][0]}_mean",
+            backends,
+            view.tests[0][1],
+            f"{view.tests[0][0]}_std",
         ),
         "time": _bars(table, "seconds_per_epoch", backends, "seconds per epoch"),
         "optimization_history": _history(trials, study.architectures, backends, metric, direction),
@@ -235,6 +280,7 @@ def _row(
     memory: str,
     metric: str,
     direction: str,
+    view: TaskView,
 ) -> dict[str, float]:
     """One architecture's numbers; keys are "<metric> <backend>", grouped by metric."""
     cells: dict[str, dict[str, float]] = {}
@@ -256,20 +302,16 @@ def _row(
         put("trials_failed", backend, counts[TrialState.FAIL])
         chosen = _finished(runs, "retrain", arch, backend)
         put("retrain_runs", backend, float(len(chosen)))
-        for test in TESTS:
+        for test, _ in view.tests:
             put(f"{test}_mean", backend, _numbers(chosen, f"metrics.{test}").mean())
             put(f"{test}_std", backend, _numbers(chosen, f"metrics.{test}").std(ddof=1))
-        put("test_perplexity_mean", backend, _numbers(chosen, "metrics.test_perplexity").mean())
         put(
             "seconds_per_epoch",
             backend,
             _per_epoch(client, chosen, "epoch_seconds", _seconds_fallback),
         )
-        put(
-            "samples_per_second",
-            backend,
-            _per_epoch(client, chosen, "samples_per_second", lambda run: math.nan),
-        )
+        throughput = view.throughput[0]
+        put(throughput, backend, _per_epoch(client, chosen, throughput, lambda run: math.nan))
         put(memory, backend, _numbers(chosen, f"metrics.{memory}").mean())
         put("parameter_count", backend, _numbers(chosen, "metrics.parameter_count").mean())
 
@@ -278,10 +320,11 @@ def _row(
         row[f"{name} {CONTENDER}/{BASELINE}"] = _ratio(
             row[f"{name} {CONTENDER}"], row[f"{name} {BASELINE}"]
         )
+    cross = view.cross[0]
     for source, target in _pairs(backends):
-        accuracy = _numbers(_finished(runs, "cross", arch, target, source), "metrics.test_accuracy")
-        row[f"cross_test_accuracy_mean {source}_on_{target}"] = accuracy.mean()
-        row[f"cross_test_accuracy_std {source}_on_{target}"] = accuracy.std(ddof=1)
+        values = _numbers(_finished(runs, "cross", arch, target, source), f"metrics.{cross}")
+        row[f"cross_{cross}_mean {source}_on_{target}"] = values.mean()
+        row[f"cross_{cross}_std {source}_on_{target}"] = values.std(ddof=1)
     return row
 
 
@@ -295,27 +338,24 @@ def _pairs(backends: list[str]) -> Iterable[tuple[str, str]]:
 
 # -- formatting -------------------------------------------------------------------------------
 def format_sections(
-    table: pd.DataFrame, backends: list[str], memory: str, metric: str
+    table: pd.DataFrame, backends: list[str], memory: str, metric: str, view: TaskView
 ) -> dict[str, pd.DataFrame]:
     """The table as people read it: mean ± std, units in headers, an empty cell for NaN."""
     memory_label = "peak GPU MiB" if memory == "peak_gpu_memory_mb" else "peak RSS MiB"
     quality: list[tuple[str, Callable[[pd.Series, str], str]]] = [
         (f"search best {metric}", lambda r, b: _fixed(r[f"search_best_{metric} {b}"], 4)),
-        ("test accuracy", lambda r, b: _pm(r, "test_accuracy", b)),
-        ("test F1", lambda r, b: _pm(r, "test_f1", b)),
-        ("test ROC-AUC", lambda r, b: _pm(r, "test_roc_auc", b)),
-        ("test perplexity", lambda r, b: _fixed(r[f"test_perplexity_mean {b}"], 3)),
+        *((label, lambda r, b, test=test: _pm(r, test, b)) for test, label in view.tests),
     ]
     cost: list[tuple[str, Callable[[pd.Series, str], str]]] = [
         ("s/epoch", lambda r, b: _fixed(r[f"seconds_per_epoch {b}"], 2)),
-        ("samples/s", lambda r, b: _fixed(r[f"samples_per_second {b}"], 0)),
+        (view.throughput[1], lambda r, b: _fixed(r[f"{view.throughput[0]} {b}"], 0)),
         (memory_label, lambda r, b: _fixed(r[f"{memory} {b}"], 0)),
         ("parameters", lambda r, b: _fixed(r[f"parameter_count {b}"], 0)),
         ("trials ok/pruned/failed", _trials),
     ]
     sections = {}
     for title, spec in (
-        (QUALITY, quality),
+        (quality_title(view), quality),
         ("cost (mean over re-train runs)", cost),
     ):
         frame = pd.DataFrame(index=table.index)
@@ -324,9 +364,10 @@ def format_sections(
                 frame[f"{label} {backend}"] = [cell(row, backend) for _, row in table.iterrows()]
         sections[title] = frame
     quality_frame, cost_frame = sections.values()
+    cross, name = view.cross
     for source, target in _pairs(backends):
-        quality_frame[f"cross accuracy {source}→{target}"] = [
-            _pm(row, "cross_test_accuracy", f"{source}_on_{target}") for _, row in table.iterrows()
+        quality_frame[f"cross {name} {source}→{target}"] = [
+            _pm(row, f"cross_{cross}", f"{source}_on_{target}") for _, row in table.iterrows()
         ]
     for name, label in (("seconds_per_epoch", "s/epoch"), (memory, "memory")):
         ratio = f"{name} {CONTENDER}/{BASELINE}"

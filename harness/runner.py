@@ -31,6 +31,7 @@ from harness.trial import COMPLETE, FAIL, PRUNED, Outcome, TrialJob
 EventHandler = Callable[[dict], None]
 STATUS = {COMPLETE: "FINISHED", PRUNED: "FINISHED", FAIL: "FAILED"}
 TELL = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, FAIL: TrialState.FAIL}
+INTERRUPTED = "interrupted by the user (Ctrl-C); re-run the same command to resume"
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,12 @@ class StudyRunner:
             trial_id=trial._trial_id,
             pruner=self.study.pruner.model_dump(exclude_unset=True),
         )
-        outcome = self.execute(job, run_id)
+        try:
+            outcome = self.execute(job, run_id)
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure_reason", INTERRUPTED)
+            optuna_study.tell(trial, state=TrialState.FAIL)
+            raise
         if outcome.reason:
             trial.set_user_attr(
                 "failure_reason" if outcome.state == FAIL else "stop_reason", outcome.reason
@@ -195,13 +201,19 @@ class StudyRunner:
                     dataset=self.places.data,
                     dataset_digest=event["digest"],
                 )
+                self.tracker.log_metrics(run_id, event["baselines"])
             elif event["event"] == "epoch":
                 metrics = {k: v for k, v in event.items() if k not in ("event", "epoch", "epochs")}
                 self.tracker.log_metrics(run_id, metrics, step=event["epoch"])
             self.on_event(event)
 
         Path(job.folder).mkdir(parents=True, exist_ok=True)
-        outcome = run_job(job, Path(job.folder) / "process.log", on_event)
+        try:
+            outcome = run_job(job, Path(job.folder) / "process.log", on_event)
+        except KeyboardInterrupt:
+            self.tracker.set_tags(run_id, trial_state=FAIL)
+            self.tracker.finish(run_id, "KILLED", INTERRUPTED)
+            raise
         self.tracker.log_metrics(run_id, outcome.metrics, step=int(config["epochs"]))
         self.tracker.log_artifacts(run_id, outcome.artifacts)
         self.tracker.set_tags(

@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 from backends import BACKENDS
 from harness.config import RunConfig
 from harness.errors import BenchError
-from harness.model_spec import ARCHITECTURES
+from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 
@@ -46,11 +46,15 @@ KNOBS: dict[str, type] = {
     "optimizer": str,
 }
 _KIND = {int: "an integer", float: "a number", str: "a string"}
-_METRIC_DIRECTION = {"val_accuracy": "maximize", "val_loss": "minimize"}
+_METRIC_DIRECTION = {
+    "val_accuracy": "maximize",
+    "val_loss": "minimize",
+    "val_perplexity": "minimize",
+}
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
-Task = Literal["classification"]  # a later issue adds "language_model"
+Task = Literal["classification", "language_model"]
 Value = int | float | str
 
 
@@ -123,6 +127,20 @@ class _Header(_Table):
                 raise _problem((index,), "expected each name once", f"{name!r} again")
         return names
 
+    @model_validator(mode="after")
+    def _causal_for_language_models(self) -> _Header:
+        if self.task != "language_model":
+            return self
+        for index, name in enumerate(self.architectures):
+            if name not in CAUSAL_ARCHITECTURES:
+                raise _problem(
+                    ("architectures", index),
+                    f"expected one of {', '.join(CAUSAL_ARCHITECTURES)} for a language model "
+                    "(a BiLSTM's backward direction reads the very words it must predict)",
+                    _show(name),
+                )
+        return self
+
 
 class Budget(_Table):
     """How long one (architecture, backend) search may run; it stops at whichever comes first."""
@@ -138,7 +156,7 @@ class Budget(_Table):
 
 
 class Objective(_Table):
-    metric: Literal["val_accuracy", "val_loss"]
+    metric: Literal["val_accuracy", "val_loss", "val_perplexity"]
     direction: Literal["maximize", "minimize"]
 
     @model_validator(mode="after")
@@ -402,6 +420,7 @@ class Study(BaseModel):
         return RunConfig(
             backend=backend,
             architecture=architecture,
+            task=self.task,
             epochs=self.epochs,
             seed=seed,
             subset=self.data.subset,

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends import TrainableModel, get_backend
-from harness import metrics
+from backends import get_backend
+from harness import tasks
 from harness.config import RunConfig
-from harness.imdb import ImdbData, Split
 from harness.initialization import initial_weights
 from harness.system import peak_resident_memory
+from harness.tasks import TaskData
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class EpochResult:
     val_loss: float
     val_accuracy: float
     epoch_seconds: float  # training only, validation excluded
-    samples_per_second: float
+    samples_per_second: float  # reviews, or token windows for a language model
+    tokens_per_second: float | None = None  # language models only
 
     @property
     def val_perplexity(self) -> float:
@@ -43,6 +44,7 @@ class EpochResult:
             "val_perplexity": self.val_perplexity,
             "epoch_seconds": self.epoch_seconds,
             "samples_per_second": self.samples_per_second,
+            **({"tokens_per_second": self.tokens_per_second} if self.tokens_per_second else {}),
         }
 
 
@@ -93,7 +95,7 @@ BatchCallback = Callable[[int, int], None]  # (batches done, batches per epoch)
 
 def train(
     config: RunConfig,
-    data: ImdbData,
+    data: TaskData,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
     evaluate_test: bool = True,
@@ -132,7 +134,8 @@ def train(
         seconds = time.perf_counter() - epoch_start
         if epoch == 1:
             result.time_to_first_epoch = time.perf_counter() - started
-        val_loss, val_accuracy = evaluate(model, data.validation, config.batch_size)
+        val_loss, val_accuracy = tasks.evaluate(model, data.validation, config)
+        tokens = tasks.predictions_per_sample(config, train_split)
         outcome = EpochResult(
             epoch=epoch,
             train_loss=train_loss,
@@ -141,22 +144,17 @@ def train(
             val_accuracy=val_accuracy,
             epoch_seconds=seconds,
             samples_per_second=len(train_split) / seconds,
+            tokens_per_second=len(train_split) * tokens / seconds if tokens > 1 else None,
         )
         result.epochs.append(outcome)
         if on_epoch is not None:
             on_epoch(outcome)
     result.memory = memory_figures(backend.peak_device_memory())
     if evaluate_test:
-        logits = model.predict_logits(data.test.x, batch_size=max(config.batch_size, 512))
-        result.test = metrics.classification_metrics(logits, data.test.y)
-        result.confusion = metrics.confusion(logits, data.test.y)
-        result.classification_report = metrics.classification_report(logits, data.test.y)
+        result.test, result.confusion, result.classification_report = tasks.test_metrics(
+            model, data, config
+        )
     return result
-
-
-def evaluate(model: TrainableModel, split: Split, batch_size: int) -> tuple[float, float]:
-    logits = model.predict_logits(split.x, batch_size=max(batch_size, 512))
-    return metrics.loss_and_accuracy(logits, split.y)
 
 
 def memory_figures(peak_device: int | None) -> dict[str, int]:

@@ -73,18 +73,18 @@ def emit(event: str, **fields: object) -> None:
 def run(job: TrialJob) -> Outcome:
     from backends import get_backend
     from harness.config import RunConfig
-    from harness.imdb import load_imdb
     from harness.system import cpu_model
+    from harness.tasks import baseline_metrics, load_data
     from harness.training import EpochResult, train
 
     config = RunConfig(**job.config)
     backend = get_backend(config.backend)
     framework, version = backend.framework()
-    data = load_imdb(Path(job.data), **config.data_params())
+    data = load_data(config, Path(job.data))
     emit(
         "start",
         digest=data.digest,
-        data_params=data.params,
+        baselines=baseline_metrics(data),
         tags={
             "framework": framework,
             "framework_version": version,

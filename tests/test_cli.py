@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=600,
-    )
+from helpers import REPO, bench
 
 
 @pytest.mark.slow
@@ -92,8 +78,20 @@ def test_readme_test_command_is_what_ci_runs():
             "hidden_size = { low = 64, high = 16, default = 32 }\n",
             "search.hidden_size",
         ),
+        (
+            '[study]\nname = "x"\ntask = "language_model"\nepochs = 1\n'
+            'architectures = ["lstm", "bilstm"]\n',
+            "study.architectures[1]",
+        ),
     ],
-    ids=["unknown-key", "wrong-type", "unknown-architecture", "unknown-backend", "low-above-high"],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "unknown-architecture",
+        "unknown-backend",
+        "low-above-high",
+        "bilstm-language-model",
+    ],
 )
 def test_broken_study_file_is_one_line_naming_file_and_key(text, key, tmp_path, imdb_slice):
     study = tmp_path / "broken.toml"
@@ -111,4 +109,4 @@ def test_studies_lists_the_shipped_studies():
     done = bench("studies")
     assert done.returncode == 0
     names = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
-    assert names[:2] == ["imdb", "imdb-quick"]
+    assert names == ["imdb", "imdb-lm", "imdb-lm-quick", "imdb-quick"]

@@ -10,9 +10,17 @@ import numpy as np
 import pytest
 
 from backends import get_backend
+from harness.errors import BenchError
 from harness.imdb import load_imdb
 from harness.initialization import initial_weights
-from harness.model_spec import ARCHITECTURES, ModelSpec, OptimizerSpec, count_parameters
+from harness.lm_data import load_language_model_data
+from harness.model_spec import (
+    ARCHITECTURES,
+    CAUSAL_ARCHITECTURES,
+    ModelSpec,
+    OptimizerSpec,
+    count_parameters,
+)
 from harness.training import epoch_batches
 
 SHAPES = [(arch, layers) for arch in ARCHITECTURES for layers in (1, 2)]
@@ -143,3 +151,60 @@ def test_weights_transfer_in_both_directions(arch, batch):
         keras_model.predict_logits(x), torch_model.predict_logits(x), rtol=0, atol=1e-5
     )
     assert_weights_close(keras_model.get_weights(), torch_model.get_weights(), atol=0)
+
+
+# -- the language-model head: Dense(vocab) at every time step, softmax cross-entropy ----------
+LM_SHAPES = [(arch, layers) for arch in CAUSAL_ARCHITECTURES for layers in (1, 2)]
+LM_IDS = [f"{arch}-{layers}layer" for arch, layers in LM_SHAPES]
+LM_VOCAB = 500
+
+
+@pytest.fixture(scope="module")
+def lm_corpus(imdb_slice):
+    return load_language_model_data(imdb_slice, num_words=LM_VOCAB, sequence_length=16)
+
+
+def lm_spec(arch: str, layers: int) -> ModelSpec:
+    return ModelSpec(
+        arch, LM_VOCAB, embedding_dim=16, hidden_size=12, num_layers=layers, task="language_model"
+    )
+
+
+@pytest.mark.parametrize(("arch", "layers"), LM_SHAPES, ids=LM_IDS)
+def test_language_model_same_logits_loss_and_token_scores(arch, layers, lm_corpus):
+    keras_model, torch_model = twin_models(lm_spec(arch, layers))
+    x, y = lm_corpus.train.x[:8], lm_corpus.train.y[:8]
+    keras_logits, torch_logits = keras_model.predict_logits(x), torch_model.predict_logits(x)
+    assert keras_logits.shape == (8, 16, LM_VOCAB)
+    np.testing.assert_allclose(keras_logits, torch_logits, rtol=0, atol=1e-5)
+    assert keras_model.loss_and_gradients(x, y)[0] == pytest.approx(
+        torch_model.loss_and_gradients(x, y)[0], abs=1e-6
+    )
+    keras_scores, torch_scores = (
+        keras_model.token_log_likelihood(x, y),
+        torch_model.token_log_likelihood(x, y),
+    )
+    np.testing.assert_allclose(keras_scores[0], torch_scores[0], rtol=0, atol=1e-5)
+    assert (keras_scores[1] == torch_scores[1]).mean() > 0.99  # argmax ties may break apart
+
+
+@pytest.mark.parametrize(("arch", "layers"), LM_SHAPES, ids=LM_IDS)
+def test_language_model_lockstep_training_loss_curves_agree(arch, layers, lm_corpus):
+    keras_model, torch_model = twin_models(lm_spec(arch, layers), "adam", learning_rate=3e-3)
+    curves = {"keras": [], "torch": []}
+    for index in list(epoch_batches(len(lm_corpus.train), BATCH, seed=3, epoch=1))[:LOCKSTEP_STEPS]:
+        x, y = lm_corpus.train.x[index], lm_corpus.train.y[index]
+        for name, model in (("keras", keras_model), ("torch", torch_model)):
+            model.train_step(x, y)
+            curves[name].append(model.take_train_metrics()[0])
+    keras_curve, torch_curve = np.array(curves["keras"]), np.array(curves["torch"])
+    assert len(keras_curve) == LOCKSTEP_STEPS
+    drift = np.abs(keras_curve - torch_curve)
+    assert drift.max() <= 1e-3, f"largest per-step loss difference {drift.max():.2e}"
+    assert keras_curve[-10:].mean() < keras_curve[:10].mean() - 0.5  # it learned word statistics
+    assert_weights_close(keras_model.get_weights(), torch_model.get_weights(), atol=1e-4)
+
+
+def test_a_bidirectional_model_cannot_be_a_language_model():
+    with pytest.raises(BenchError, match="expected one of simple_rnn, lstm, gru for a language"):
+        ModelSpec("bilstm", LM_VOCAB, task="language_model")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from harness.config import RunConfig
 from harness.errors import BenchError
+from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
 from harness.study import KNOBS, STUDIES_DIR, Study, list_studies, load_study
 
 # A small valid study; each broken case below changes one thing in it.
@@ -59,15 +60,24 @@ def _error(source: str | Path) -> str:
 
 def test_shipped_studies_are_listed_by_name() -> None:
     studies = list_studies()
-    assert [study.name for study in studies] == ["imdb", "imdb-quick"]
+    assert [study.name for study in studies] == ["imdb", "imdb-lm", "imdb-lm-quick", "imdb-quick"]
     assert all(study.description for study in studies)
     assert all(study.path.parent == STUDIES_DIR for study in studies)
 
 
-@pytest.mark.parametrize("name", ["imdb", "imdb-quick"])
-def test_shipped_study_builds_valid_run_configs(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "task"),
+    [
+        ("imdb", "classification"),
+        ("imdb-quick", "classification"),
+        ("imdb-lm", "language_model"),
+        ("imdb-lm-quick", "language_model"),
+    ],
+)
+def test_shipped_study_builds_valid_run_configs(name: str, task: str) -> None:
     study = load_study(name)
-    assert study.architectures == ["simple_rnn", "lstm", "gru", "bilstm"]
+    expected = ARCHITECTURES if task == "classification" else CAUSAL_ARCHITECTURES
+    assert study.task == task and study.architectures == list(expected)
     assert study.backends == ["keras", "torch"]
     assert set(study.default_params()) <= set(KNOBS)
     for backend in study.backends:
@@ -75,6 +85,7 @@ def test_shipped_study_builds_valid_run_configs(name: str) -> None:
             config = study.run_config(backend, architecture, {}, seed=1)
             assert isinstance(config, RunConfig)
             assert (config.backend, config.architecture, config.seed) == (backend, architecture, 1)
+            assert config.task == task
             assert config.epochs == study.epochs
             assert config.subset == study.data.subset
             assert config.validation_fraction == study.data.validation_fraction
@@ -289,7 +300,8 @@ def test_unreadable_file(tmp_path: Path, kind: str) -> None:
 def test_unknown_study_name() -> None:
     message = _error("no-such-study")
     assert message == (
-        f"unknown study 'no-such-study': expected a study file or one of imdb, imdb-quick "
+        "unknown study 'no-such-study': expected a study file or one of imdb, imdb-lm, "
+        f"imdb-lm-quick, imdb-quick "
         f"(in {STUDIES_DIR})"
     )
 

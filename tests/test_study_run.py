@@ -18,10 +18,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import bench
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ("keras", "torch")
 EPOCH_METRICS = {
     "train_loss",
@@ -70,16 +70,6 @@ NO_PRUNING = 'type = "none"'
 PRUNE_EVERYTHING = (
     'type = "threshold"\nlower = 1.01  # no accuracy reaches it: every trial is pruned'
 )
-
-
-def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-    )
 
 
 def run_tiny(folder: Path, data: Path, trials: int, pruner: str) -> subprocess.CompletedProcess:

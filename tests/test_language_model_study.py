@@ -1,0 +1,119 @@
+"""A tiny language-model study through `bench run`: the same pipeline, read back from the stores."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from helpers import bench
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+BACKENDS = ("keras", "torch")
+TINY_LM = """
+[study]
+name = "tiny-lm"
+description = "a small LSTM language model in both frameworks"
+task = "language_model"
+architectures = ["lstm"]
+backends = ["keras", "torch"]
+epochs = 3
+
+[budget]
+trials = {trials}
+
+[objective]
+metric = "val_perplexity"
+direction = "minimize"
+
+[pruner]
+type = "none"
+
+[retrain]
+seeds = 1
+cross_backend = true
+
+[fixed]
+num_words = 500
+embedding_dim = 16
+sequence_length = 16
+batch_size = 32
+
+[search]
+hidden_size = {{ low = 16, high = 32, step = 16, default = 32 }}
+learning_rate = {{ low = 1e-2, high = 3e-2, log = true, default = 2e-2 }}
+optimizer = {{ choices = ["rmsprop", "adam"], default = "adam" }}
+"""
+
+
+@pytest.fixture(scope="module")
+def lm_study(imdb_slice, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-lm")
+    study, out = folder / "tiny-lm.toml", folder / "out"
+    runs = []
+    for trials in (1, 2):  # the second run resumes the first with one more trial
+        study.write_text(TINY_LM.format(trials=trials))
+        done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(done)
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny-lm").experiment_id
+    return {"out": out, "client": client, "experiment": experiment, "runs": runs}
+
+
+def runs_with(lm_study, **tags: str) -> list:
+    where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return lm_study["client"].search_runs([lm_study["experiment"]], where, max_results=100)
+
+
+def test_hierarchy_and_per_epoch_perplexity(lm_study):
+    client = lm_study["client"]
+    for backend in BACKENDS:
+        (parent,) = runs_with(lm_study, role="search", backend=backend)
+        children = client.search_runs(
+            [lm_study["experiment"]], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        )
+        roles = [c.data.tags["role"] for c in children]
+        assert roles.count("trial") == 2
+        # One re-train and one cross run per best configuration: the resumed search may have
+        # found a new best, which is then re-trained too (a new config_hash), never repeated.
+        for role in ("retrain", "cross"):
+            hashes = [c.data.tags["config_hash"] for c in children if c.data.tags["role"] == role]
+            assert 1 <= len(hashes) == len(set(hashes)) <= 2
+    for run in runs_with(lm_study, role="trial"):
+        assert run.data.params["task"] == "language_model"
+        history = client.get_metric_history(run.info.run_id, "val_perplexity")
+        assert [m.step for m in history] == [1, 2, 3]
+        assert "tokens_per_second" in run.data.metrics
+        assert run.data.metrics["unigram_val_perplexity"] > 1
+
+
+def test_retrained_models_beat_the_unigram_baseline(lm_study):
+    for run in runs_with(lm_study, role="retrain"):
+        metrics = run.data.metrics
+        assert 1 < metrics["test_perplexity"] < metrics["unigram_test_perplexity"]
+        assert 0 < metrics["test_accuracy"] < 1  # top-1 next-word accuracy
+
+
+def test_resume_kept_the_first_trial_and_added_one(lm_study):
+    for backend in BACKENDS:
+        study = optuna.load_study(
+            study_name=f"tiny-lm/lstm/{backend}",
+            storage=f"sqlite:///{lm_study['out'] / 'optuna.db'}",
+        )
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+        assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert len(runs_with(lm_study, role="trial")) == 4
+
+
+def test_report_shows_perplexity_next_to_the_unigram_baseline(lm_study):
+    csv = (lm_study["out"] / "report" / "report.csv").read_text().splitlines()
+    header = csv[0].split(",")
+    for column in (
+        "test_perplexity_mean keras",
+        "test_perplexity_mean torch",
+        "unigram_test_perplexity_mean torch",
+        "tokens_per_second keras",
+    ):
+        assert column in header
+    markdown = (lm_study["out"] / "report" / "report.md").read_text()
+    assert "unigram baseline perplexity" in markdown
