@@ -6,6 +6,7 @@ Every error the user can fix arrives as a `BenchError` and leaves as one line an
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -15,6 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.errors import BenchError
+
+try:  # recent typer releases carry their own copy of click
+    from typer._click.exceptions import UsageError
+    from typer.exceptions import Abort
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click.exceptions import Abort, UsageError
 
 app = typer.Typer(
     help="rnnbench: train equivalent RNNs in Keras and PyTorch and compare the frameworks.",
@@ -224,4 +231,17 @@ def studies() -> None:
 
 
 def main() -> None:
-    app()
+    """Run `bench`; a bad flag or value is one line and exit code 2, like every other mistake."""
+    try:
+        code = app(standalone_mode=False, prog_name="bench")
+    except UsageError as error:
+        where = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+        console.print(
+            f"[bold red]error:[/] {escape(error.format_message())}{escape(where)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)
+    except Abort:  # Ctrl-C outside a study run
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -173,8 +173,11 @@ class StudyProgress:
             )
         elif kind == "retrain_done":
             self.progress.advance(self.task)
-            accuracy = event["metrics"].get("test_accuracy")
-            shown = f" test_acc {accuracy:.4f}" if accuracy is not None else ""
+            shown = "".join(
+                f" {label} {event['metrics'][name]:.4f}"
+                for name, label in (("test_accuracy", "test_acc"), ("test_perplexity", "test_ppl"))
+                if name in event["metrics"]
+            )
             reason = f": {event['reason']}" if event["reason"] else ""
             self.console.print(f"  {self.current} {event['state']}{shown}{reason}", highlight=False)
         elif kind == "skip":

@@ -1,4 +1,5 @@
-"""The pictures people would rather look at than read: learning curves and confusion matrices."""
+"""The pictures people would rather look at than read: learning curves, confusion matrices,
+and the report's comparison charts. Figures are built without pyplot's global state."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only; trial processes have no display
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 
 from harness.training import TrainResult  # noqa: E402
 
@@ -58,4 +61,65 @@ def confusion_matrix(
             va="center",
             color="white" if count > threshold else "black",
         )
+    return figure
+
+
+def grouped_bars(
+    table: pd.DataFrame, column: str, backends: list[str], ylabel: str, error: str | None = None
+) -> Figure:  # the report's table: columns named "<column> <backend>", one row per architecture
+    """Grouped bars: one group per architecture, one bar per backend."""
+    figure = Figure(figsize=(2 + 1.5 * len(table), 3.8), layout="constrained")
+    axes = figure.subplots()
+    x, width = np.arange(len(table)), 0.8 / len(backends)
+    for i, backend in enumerate(backends):
+        heights = table[f"{column} {backend}"].to_numpy(dtype=float)
+        spread = table[f"{error} {backend}"].to_numpy(dtype=float) if error else None
+        axes.bar(  # a NaN bar (nothing measured) is left out rather than drawn at zero
+            x + (i - (len(backends) - 1) / 2) * width,
+            heights,
+            width,
+            yerr=spread,
+            capsize=3,
+            label=backend,
+        )
+    axes.set_xticks(x, list(table.index))
+    axes.set_xlim(-0.6, len(table) - 0.4)  # keep the slot of an architecture with no bars
+    axes.set(ylabel=ylabel, title=f"{ylabel} per architecture")
+    axes.legend()
+    axes.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def optimization_history(
+    trials: dict, architectures: list[str], backends: list[str], metric: str, direction: str
+) -> Figure:
+    """Each completed trial's objective and the running best, one panel per architecture."""
+    figure = Figure(figsize=(1 + 4 * len(architectures), 3.6), layout="constrained")
+    panels = figure.subplots(1, len(architectures), squeeze=False)[0]
+    running = np.fmax.accumulate if direction == "maximize" else np.fmin.accumulate
+    for axes, arch in zip(panels, architectures, strict=True):
+        for i, backend in enumerate(backends):
+            done = sorted(
+                (t.number, t.value)
+                for t in trials.get((arch, backend), ())
+                if t.state == TrialState.COMPLETE and t.value is not None
+            )
+            if not done:
+                continue
+            numbers, values = zip(*done, strict=True)
+            axes.plot(numbers, values, "o", color=f"C{i}", alpha=0.5, label=f"{backend} trial")
+            axes.step(
+                numbers,
+                running(np.array(values)),
+                where="post",
+                color=f"C{i}",
+                label=f"{backend} best",
+            )
+        axes.set(title=arch, xlabel="trial", ylabel=metric)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.grid(alpha=0.3)
+        if axes.has_data():
+            axes.legend(fontsize="small")
+        else:
+            axes.text(0.5, 0.5, "no completed trials", ha="center", transform=axes.transAxes)
     return figure

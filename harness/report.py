@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import optuna
 import pandas as pd
-from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
+from harness import plots
 from harness.errors import BenchError
 from harness.search import optuna_study_name
 from harness.tracking import Tracker
@@ -122,15 +122,17 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     paths = {"csv": out_dir / "report.csv", "markdown": out_dir / "report.md"}
     table.to_csv(paths["csv"])
     charts = {
-        "accuracy": _bars(
+        "accuracy": plots.grouped_bars(
             table,
             f"{view.tests[0][0]}_mean",
             backends,
             view.tests[0][1],
             f"{view.tests[0][0]}_std",
         ),
-        "time": _bars(table, "seconds_per_epoch", backends, "seconds per epoch"),
-        "optimization_history": _history(trials, study.architectures, backends, metric, direction),
+        "time": plots.grouped_bars(table, "seconds_per_epoch", backends, "seconds per epoch"),
+        "optimization_history": plots.optimization_history(
+            trials, study.architectures, backends, metric, direction
+        ),
     }
     for name, figure in charts.items():
         paths[name] = out_dir / f"{name}.png"
@@ -424,62 +426,3 @@ def _html_page(name: str, sections: dict[str, pd.DataFrame], charts: list[Path])
 
 
 # -- charts -----------------------------------------------------------------------------------
-def _bars(
-    table: pd.DataFrame, column: str, backends: list[str], ylabel: str, error: str | None = None
-) -> Figure:
-    """Grouped bars: one group per architecture, one bar per backend."""
-    figure = Figure(figsize=(2 + 1.5 * len(table), 3.8), layout="constrained")
-    axes = figure.subplots()
-    x, width = np.arange(len(table)), 0.8 / len(backends)
-    for i, backend in enumerate(backends):
-        heights = table[f"{column} {backend}"].to_numpy(dtype=float)
-        spread = table[f"{error} {backend}"].to_numpy(dtype=float) if error else None
-        axes.bar(  # a NaN bar (nothing measured) is left out rather than drawn at zero
-            x + (i - (len(backends) - 1) / 2) * width,
-            heights,
-            width,
-            yerr=spread,
-            capsize=3,
-            label=backend,
-        )
-    axes.set_xticks(x, list(table.index))
-    axes.set_xlim(-0.6, len(table) - 0.4)  # keep the slot of an architecture with no bars
-    axes.set(ylabel=ylabel, title=f"{ylabel} per architecture")
-    axes.legend()
-    axes.grid(axis="y", alpha=0.3)
-    return figure
-
-
-def _history(
-    trials: dict, architectures: list[str], backends: list[str], metric: str, direction: str
-) -> Figure:
-    """Each completed trial's objective and the running best, one panel per architecture."""
-    figure = Figure(figsize=(1 + 4 * len(architectures), 3.6), layout="constrained")
-    panels = figure.subplots(1, len(architectures), squeeze=False)[0]
-    running = np.fmax.accumulate if direction == "maximize" else np.fmin.accumulate
-    for axes, arch in zip(panels, architectures, strict=True):
-        for i, backend in enumerate(backends):
-            done = sorted(
-                (t.number, t.value)
-                for t in trials.get((arch, backend), ())
-                if t.state == TrialState.COMPLETE and t.value is not None
-            )
-            if not done:
-                continue
-            numbers, values = zip(*done, strict=True)
-            axes.plot(numbers, values, "o", color=f"C{i}", alpha=0.5, label=f"{backend} trial")
-            axes.step(
-                numbers,
-                running(np.array(values)),
-                where="post",
-                color=f"C{i}",
-                label=f"{backend} best",
-            )
-        axes.set(title=arch, xlabel="trial", ylabel=metric)
-        axes.xaxis.get_major_locator().set_params(integer=True)
-        axes.grid(alpha=0.3)
-        if axes.has_data():
-            axes.legend(fontsize="small")
-        else:
-            axes.text(0.5, 0.5, "no completed trials", ha="center", transform=axes.transAxes)
-    return figure

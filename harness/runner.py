@@ -126,7 +126,11 @@ class StudyRunner:
                 break
             if search.count(optuna_study, TrialState.FAIL) >= max(trials, 3):
                 break  # a search that keeps failing stops instead of looping forever
-            self.run_trial(optuna_study, architecture, backend, parent)
+            try:
+                self.run_trial(optuna_study, architecture, backend, parent)
+            except KeyboardInterrupt:
+                self.tracker.finish(parent, "KILLED", INTERRUPTED)
+                raise
         self.tracker.finish(parent, "FINISHED")
         completed = search.count(optuna_study, TrialState.COMPLETE)
         return dict(optuna_study.best_trial.params) if completed else None

@@ -8,7 +8,6 @@ search and the trial runner read.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import tomllib
@@ -30,6 +29,7 @@ from backends import BACKENDS
 from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
+from harness.study_errors import describe, one_line, problem, show
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 
@@ -52,23 +52,9 @@ _METRIC_DIRECTION = {
     "val_perplexity": "minimize",
 }
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 Task = Literal["classification", "language_model"]
 Value = int | float | str
-
-
-def _show(value: object) -> str:
-    """A value as the error's "received" part: its repr, cut to about 60 characters."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _problem(loc: tuple[str | int, ...], phrase: str, received: str) -> PydanticCustomError:
-    """A validation error whose key (relative to where it is raised) and wording we choose."""
-    return PydanticCustomError(
-        "study", "{phrase}", {"phrase": phrase, "loc": loc, "received": received}
-    )
 
 
 class _Table(BaseModel):
@@ -85,8 +71,8 @@ class _Table(BaseModel):
                 if key not in cls.model_fields:
                     what = "table" if isinstance(value, dict) else "key"
                     allowed = ", ".join(cls.model_fields)
-                    raise _problem(
-                        (key,), f"unknown {what} (expected one of {allowed})", _show(value)
+                    raise problem(
+                        (key,), f"unknown {what} (expected one of {allowed})", show(value)
                     )
         return data
 
@@ -106,14 +92,14 @@ class _Header(_Table):
     @classmethod
     def _safe_name(cls, name: str) -> str:
         if not _NAME.fullmatch(name):
-            raise _problem((), "expected letters, digits, '_', '.' or '-'", _show(name))
+            raise problem((), "expected letters, digits, '_', '.' or '-'", show(name))
         return name
 
     @field_validator("description")
     @classmethod
     def _printable(cls, text: str) -> str:
         if not text.isprintable():  # it is printed as one line of a table
-            raise _problem((), "expected one line of printable text", _show(text))
+            raise problem((), "expected one line of printable text", show(text))
         return text
 
     @field_validator("architectures", "backends")
@@ -122,9 +108,9 @@ class _Header(_Table):
         valid = ARCHITECTURES if info.field_name == "architectures" else tuple(BACKENDS)
         for index, name in enumerate(names):
             if name not in valid:
-                raise _problem((index,), f"expected one of {', '.join(valid)}", _show(name))
+                raise problem((index,), f"expected one of {', '.join(valid)}", show(name))
             if name in names[:index]:
-                raise _problem((index,), "expected each name once", f"{name!r} again")
+                raise problem((index,), "expected each name once", f"{name!r} again")
         return names
 
     @model_validator(mode="after")
@@ -133,11 +119,11 @@ class _Header(_Table):
             return self
         for index, name in enumerate(self.architectures):
             if name not in CAUSAL_ARCHITECTURES:
-                raise _problem(
+                raise problem(
                     ("architectures", index),
                     f"expected one of {', '.join(CAUSAL_ARCHITECTURES)} for a language model "
                     "(a BiLSTM's backward direction reads the very words it must predict)",
-                    _show(name),
+                    show(name),
                 )
         return self
 
@@ -151,7 +137,7 @@ class Budget(_Table):
     @model_validator(mode="after")
     def _bounded(self) -> Budget:
         if self.trials is None and self.timeout_minutes is None:
-            raise _problem((), "expected trials or timeout_minutes (or both)", "neither")
+            raise problem((), "expected trials or timeout_minutes (or both)", "neither")
         return self
 
 
@@ -164,8 +150,8 @@ class Objective(_Table):
         # A mismatch would make the search hunt for the worst model without any error.
         wanted = _METRIC_DIRECTION[self.metric]
         if self.direction != wanted:
-            raise _problem(
-                ("direction",), f"expected {wanted!r} for {self.metric}", _show(self.direction)
+            raise problem(
+                ("direction",), f"expected {wanted!r} for {self.metric}", show(self.direction)
             )
         return self
 
@@ -192,16 +178,16 @@ class Pruner(_Table):
             ("upper", "threshold"),
         ):
             if key in self.model_fields_set and self.type != owner:
-                raise _problem(
-                    (key,), f"expected only with type = {owner!r}", _show(getattr(self, key))
+                raise problem(
+                    (key,), f"expected only with type = {owner!r}", show(getattr(self, key))
                 )
         if self.type == "threshold":
             if self.lower is None and self.upper is None:
-                raise _problem(
+                raise problem(
                     (), "expected lower or upper (or both) with type = 'threshold'", "neither"
                 )
             if self.lower is not None and self.upper is not None and self.lower > self.upper:
-                raise _problem(
+                raise problem(
                     (), "expected lower <= upper", f"lower={self.lower}, upper={self.upper}"
                 )
         return self
@@ -233,46 +219,46 @@ class Knob(_Table):
     def _shape(self) -> Knob:
         if self.choices is not None:
             if self.low is not None or self.high is not None or self.step is not None or self.log:
-                raise _problem((), "expected either choices or low/high", "both")
+                raise problem((), "expected either choices or low/high", "both")
             if not self.choices:
-                raise _problem(("choices",), "expected at least one choice", "[]")
+                raise problem(("choices",), "expected at least one choice", "[]")
             for index, choice in enumerate(self.choices):
                 if choice in self.choices[:index]:
-                    raise _problem(
+                    raise problem(
                         ("choices", index), "expected each choice once", f"{choice!r} again"
                     )
             if self.default not in self.choices:
                 listed = ", ".join(str(choice) for choice in self.choices)
-                raise _problem(("default",), f"expected one of {listed}", _show(self.default))
+                raise problem(("default",), f"expected one of {listed}", show(self.default))
             return self
         if self.low is None and self.high is None:
-            raise _problem((), "expected choices, or low and high", "neither")
+            raise problem((), "expected choices, or low and high", "neither")
         for key in ("low", "high"):
             if getattr(self, key) is None:
-                raise _problem((key,), "expected a value (low and high go together)", "nothing")
+                raise problem((key,), "expected a value (low and high go together)", "nothing")
         assert (
             self.low is not None and self.high is not None and isinstance(self.default, int | float)
         )
         if self.low > self.high:
-            raise _problem((), "expected low <= high", f"low={self.low}, high={self.high}")
+            raise problem((), "expected low <= high", f"low={self.low}, high={self.high}")
         if self.log and self.low <= 0:
-            raise _problem(("low",), "expected > 0 with log = true", _show(self.low))
+            raise problem(("low",), "expected > 0 with log = true", show(self.low))
         if self.step is not None:
             if self.log:
-                raise _problem(("step",), "expected no step with log = true", _show(self.step))
+                raise problem(("step",), "expected no step with log = true", show(self.step))
             if self.step <= 0:
-                raise _problem(("step",), "expected > 0", _show(self.step))
+                raise problem(("step",), "expected > 0", show(self.step))
         if not self.low <= self.default <= self.high:
-            raise _problem(
-                ("default",), f"expected a value in [{self.low}, {self.high}]", _show(self.default)
+            raise problem(
+                ("default",), f"expected a value in [{self.low}, {self.high}]", show(self.default)
             )
         if self.step is not None:
             # Optuna samples only low + k * step; an off-grid default is a value never searched.
             offset = (self.default - self.low) / self.step
             if not math.isclose(offset, round(offset), abs_tol=1e-9):
                 grid = f"{self.low} + k * {self.step}"
-                raise _problem(
-                    ("default",), f"expected a value on the grid {grid}", _show(self.default)
+                raise problem(
+                    ("default",), f"expected a value on the grid {grid}", show(self.default)
                 )
         return self
 
@@ -286,10 +272,10 @@ def _typed(knob: str, value: object, loc: tuple[str | int, ...]) -> Value:
         except OverflowError:
             number = math.inf
         if not math.isfinite(number):
-            raise _problem(loc, "expected a finite number", _show(value))
+            raise problem(loc, "expected a finite number", show(value))
         return number
     if type(value) is not kind:  # `type(...) is` so that true is not an integer
-        raise _problem(loc, f"expected {_KIND[kind]}", _show(value))
+        raise problem(loc, f"expected {_KIND[kind]}", show(value))
     return value  # type: ignore[return-value]
 
 
@@ -300,11 +286,11 @@ def _accepted(knob: str, value: Value, loc: tuple[str | int, ...]) -> None:
     except BenchError as error:
         match = re.search(r"(expected .*?)(?:; received .*)?$", str(error))
         phrase = match.group(1) if match else f"expected a value RunConfig accepts ({error})"
-        raise _problem(loc, phrase, _show(value)) from None
+        raise problem(loc, phrase, show(value)) from None
 
 
 def _unknown_knob(name: str, value: object) -> PydanticCustomError:
-    return _problem((name,), f"unknown knob (expected one of {', '.join(KNOBS)})", _show(value))
+    return problem((name,), f"unknown knob (expected one of {', '.join(KNOBS)})", show(value))
 
 
 class _File(_Table):
@@ -346,8 +332,8 @@ class _File(_Table):
                     if key not in entry:
                         continue
                     if KNOBS[name] is str and key != "default":
-                        raise _problem(
-                            (name, key), "expected choices for a text knob", _show(entry[key])
+                        raise problem(
+                            (name, key), "expected choices for a text knob", show(entry[key])
                         )
                     entry[key] = _typed(name, entry[key], (name, key))
                 if isinstance(entry.get("choices"), list):
@@ -362,7 +348,7 @@ class _File(_Table):
     def _runnable(self) -> _File:
         for name, value in self.fixed.items():
             if name in self.search:
-                raise _problem(
+                raise problem(
                     ("fixed", name),
                     "expected a knob fixed or searched, not both",
                     f"{value!r} and a [search] entry",
@@ -429,68 +415,6 @@ class Study(BaseModel):
         )
 
 
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    """`("study", "architectures", 1)` -> `study.architectures[1]`; odd keys quoted as in TOML."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            key = part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
-            key = key if len(key) <= 40 else key[:37] + "..."
-            text += f".{key}" if text else key
-    return text
-
-
-_PHRASES = {
-    "int_type": "expected an integer",
-    "int_from_float": "expected an integer",
-    "float_type": "expected a number",
-    "finite_number": "expected a finite number",
-    "string_type": "expected a string",
-    "bool_type": "expected true or false",
-    "list_type": "expected an array",
-    "dict_type": "expected a table",
-    "model_type": "expected a table",
-    "model_attributes_type": "expected a table",
-    "too_short": "expected a non-empty array",
-}
-_BOUNDS = {
-    "greater_than": ">",
-    "greater_than_equal": ">=",
-    "less_than": "<",
-    "less_than_equal": "<=",
-}
-
-
-def _describe(error: Any) -> str:
-    """One pydantic error as `key: expected ...; received ...`."""
-    ctx = error.get("ctx") or {}
-    loc = tuple(error["loc"]) + tuple(ctx.get("loc", ()))
-    kind = error["type"]
-    received = _show(error.get("input"))
-    if kind == "study":
-        phrase, received = ctx["phrase"], ctx["received"]
-    elif kind == "missing":
-        table = len(loc) == 1 and loc[0] in _File.model_fields
-        phrase = f"expected a [{loc[0]}] table" if table else "expected a value"
-        received = "nothing"
-    elif kind == "literal_error":
-        phrase = f"expected {ctx['expected']}"
-    elif kind in _BOUNDS:
-        bound = next(iter(value for key, value in ctx.items() if key in ("gt", "ge", "lt", "le")))
-        phrase = f"expected {_BOUNDS[kind]} {bound}"
-    else:
-        phrase = _PHRASES.get(kind, f"expected a valid value ({error['msg']})")
-    return f"{_dotted(loc) or '(file)'}: {phrase}; received {received}"
-
-
-def _one_line(message: str) -> BenchError:
-    """A BenchError whose message cannot break the line, whatever the file held."""
-    safe = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
-    return BenchError(safe)
-
-
 def _shown(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -511,7 +435,7 @@ def _locate(name_or_path: str | Path) -> tuple[Path, str]:
     if candidate.is_file():
         return candidate, _shown(candidate)
     known = ", ".join(sorted(path.stem for path in STUDIES_DIR.glob("*.toml"))) or "(none)"
-    raise _one_line(
+    raise one_line(
         f"unknown study {text!r}: expected a study file or one of {known} (in {STUDIES_DIR})"
     )
 
@@ -523,17 +447,17 @@ def load_study(name_or_path: str | Path) -> Study:
         raw = tomllib.loads(path.read_bytes().decode("utf-8"))
     except OSError as error:
         reason = (error.strerror or type(error).__name__).lower()
-        raise _one_line(f"{shown}: expected a readable study file; received {reason}") from None
+        raise one_line(f"{shown}: expected a readable study file; received {reason}") from None
     except UnicodeDecodeError as error:
-        raise _one_line(
+        raise one_line(
             f"{shown}: not valid TOML: expected UTF-8 text ({error.reason} at byte {error.start})"
         ) from None
     except tomllib.TOMLDecodeError as error:
-        raise _one_line(f"{shown}: not valid TOML: {error}") from None
+        raise one_line(f"{shown}: not valid TOML: {error}") from None
     try:
         file = _File.model_validate(raw)
     except ValidationError as error:
-        raise _one_line(f"{shown}: {_describe(error.errors()[0])}") from None
+        raise one_line(f"{shown}: {describe(error.errors()[0], set(_File.model_fields))}") from None
     return Study(
         path=path,
         **file.study.model_dump(),

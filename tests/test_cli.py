@@ -46,6 +46,9 @@ def error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
         (["--arch", "transformer"], "received 'transformer'"),
         (["--backend", "jax"], "received 'jax'"),
         (["--optimizer", "sgd"], "received 'sgd'"),
+        (["--epochs", "0"], "'--epochs'"),
+        (["--dropout-rate", "1.5"], "'--dropout-rate'"),
+        (["--no-such-flag"], "--no-such-flag"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, message, imdb_slice):

@@ -326,3 +326,14 @@ def test_mlflow_server_serves_the_runs(stores, server):
         next(t["value"] for t in r["data"]["tags"] if t["key"] == "trial_state") for r in runs
     )
     assert states == ["COMPLETE"] * 4 + ["PRUNED"] * 2
+
+
+def test_bench_report_rebuilds_the_comparison_from_the_stores(stores):
+    out = stores["out"]
+    before = len(mlflow_runs(out, role="report"))
+    done = bench("report", "--study", str(out.parent / "tiny.toml"), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "search best val_accuracy keras" in done.stdout and "gru" in done.stdout
+    assert len(mlflow_runs(out, role="report")) == before + 1
+    missing = bench("report", "--study", str(out.parent / "tiny.toml"), "--out", "/no/such/run")
+    assert missing.returncode == 2 and "error: --out" in missing.stderr

@@ -1,0 +1,120 @@
+"""Faults during `bench run`: nothing already computed is lost, and every failure says why."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+from helpers import REPO, bench
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+STUDY = """
+[study]
+name = "faults"
+architectures = ["gru"]
+backends = ["torch"]
+epochs = {epochs}
+
+[budget]
+trials = 2
+
+[objective]
+metric = "val_accuracy"
+direction = "maximize"
+
+[pruner]
+type = "none"
+
+[data]
+subset = 200
+
+[retrain]
+seeds = 1
+cross_backend = false
+
+[fixed]
+num_words = 1000
+embedding_dim = 8
+sequence_length = 32
+
+[search]
+hidden_size = {{ low = 4, high = 16, step = 4, default = 8 }}
+learning_rate = {learning_rate}
+"""
+SEARCHED_RATE = "{ low = 1e-3, high = 1e-2, log = true, default = 3e-3 }"
+
+
+def trials(out) -> list:
+    return optuna.load_study(
+        study_name="faults/gru/torch", storage=f"sqlite:///{out / 'optuna.db'}"
+    ).trials
+
+
+def runs(out) -> list:
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("faults").experiment_id
+    return client.search_runs([experiment], "tags.role = 'trial'")
+
+
+def test_ctrl_c_closes_the_running_trial_exits_130_and_the_rerun_resumes(tmp_path, imdb_slice):
+    study, out = tmp_path / "faults.toml", tmp_path / "out"
+    study.write_text(STUDY.format(epochs=30, learning_rate=SEARCHED_RATE))  # time to interrupt
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--study",
+        str(study),
+        "--out",
+        str(out),
+        "--data",
+        str(imdb_slice),
+    ]
+    # Its own process group, as a terminal's Ctrl-C reaches the command and its trial process.
+    running = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "jobs" / "faults" / "gru" / "torch" / "trial-0" / "process.log").exists():
+        assert time.monotonic() < deadline, "the first trial never started"
+        time.sleep(0.5)
+    time.sleep(8)  # into the training loop
+    os.killpg(running.pid, signal.SIGINT)
+    _, stderr = running.communicate(timeout=120)
+    assert running.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    (trial,) = trials(out)
+    assert trial.state == TrialState.FAIL and "interrupted" in trial.user_attrs["failure_reason"]
+    (run,) = runs(out)
+    assert run.info.status == "KILLED" and "interrupted" in run.data.tags["failure_reason"]
+
+    study.write_text(STUDY.format(epochs=1, learning_rate=SEARCHED_RATE))
+    done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
+    assert done.returncode == 0, done.stderr[-2000:]
+    states = [t.state for t in trials(out)]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_a_diverging_trial_is_recorded_as_pruned_and_the_study_goes_on(tmp_path, imdb_slice):
+    study, out = tmp_path / "faults.toml", tmp_path / "out"
+    # A learning rate of 1e38 overflows float32 in the first step: the weights become inf, then NaN.
+    study.write_text(STUDY.format(epochs=2, learning_rate="{ choices = [1e38], default = 1e38 }"))
+    done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(trials(out)) == 2  # the study went on after the first divergence
+    for trial in trials(out):
+        assert trial.state == TrialState.PRUNED
+        assert trial.user_attrs["stop_reason"].startswith("diverged: loss is nan at epoch 1")
+    assert [r.data.tags["trial_state"] for r in runs(out)] == ["PRUNED", "PRUNED"]
+    assert all(r.data.tags["stop_reason"].startswith("diverged") for r in runs(out))
