@@ -63,7 +63,7 @@ def runs(out) -> list:
 
 def test_ctrl_c_closes_the_running_trial_exits_130_and_the_rerun_resumes(tmp_path, imdb_slice):
     study, out = tmp_path / "faults.toml", tmp_path / "out"
-    study.write_text(STUDY.format(epochs=30, learning_rate=SEARCHED_RATE))  # time to interrupt
+    study.write_text(STUDY.format(epochs=1000, learning_rate=SEARCHED_RATE))  # minutes of work
     command = [
         sys.executable,
         "-m",
