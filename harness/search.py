@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 
 import optuna
 from optuna.trial import TrialState
@@ -16,6 +17,9 @@ from harness.errors import BenchError
 from harness.study import Knob, Pruner, Study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # rnnbench shows its own progress
+# Heartbeats with ask-and-tell are "experimental" in Optuna; they are what finds dead trials.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_SECONDS = 10  # a trial process proves it is alive this often (see `fail_stale_trials`)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -48,11 +49,30 @@ def git_commit() -> str:
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
+def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
+    """Fail in seconds, before any training, when a tracking server does not answer.
+
+    MLflow's own client retries an unreachable server with backoff for minutes.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return  # a local store: opening it reports its own problem at once
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout):
+            pass
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise BenchError(
+            f"--tracking-uri: expected a reachable MLflow tracking server; received "
+            f"{tracking_uri!r}, which did not answer ({reason})"
+        ) from None
+
+
 class Tracker:
     """The parent process's view: find or create runs, and close them with a status."""
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
         self.tracking_uri = tracking_uri
+        check_reachable(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         try:
             found = self.client.get_experiment_by_name(experiment)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 import pytest
@@ -113,3 +114,24 @@ def test_studies_lists_the_shipped_studies():
     assert done.returncode == 0
     names = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
     assert names == ["imdb", "imdb-lm", "imdb-lm-quick", "imdb-quick"]
+
+
+def test_unreachable_tracking_server_fails_before_any_training(tmp_path, imdb_slice):
+    with socket.socket() as probe:  # a loopback port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = bench(
+        "run",
+        "--study",
+        "imdb-quick",
+        "--out",
+        str(tmp_path / "out"),
+        "--tracking-uri",
+        f"http://127.0.0.1:{port}",
+        "--data",
+        str(imdb_slice),
+    )
+    assert done.returncode == 2
+    (line,) = error_lines(done)
+    assert "--tracking-uri" in line and "did not answer" in line
+    assert not (tmp_path / "out" / "jobs").exists()  # no trial was started
