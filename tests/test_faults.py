@@ -77,6 +77,7 @@ def test_ctrl_c_closes_the_running_trial_exits_130_and_the_rerun_resumes(tmp_pat
         str(imdb_slice),
     ]
     # Its own process group, as a terminal's Ctrl-C reaches the command and its trial process.
+    # SIGINT back to its default: a shell ignores it in background jobs, a CI runner's included.
     running = subprocess.Popen(
         command,
         cwd=REPO,
@@ -84,6 +85,7 @@ def test_ctrl_c_closes_the_running_trial_exits_130_and_the_rerun_resumes(tmp_pat
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (out / "jobs" / "faults" / "gru" / "torch" / "trial-0" / "process.log").exists():
