@@ -193,15 +193,14 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
-def _encode_corpus(
-    corpus: TokenizedCorpus,
-    num_words: int,
-    sequence_length: int,
-    validation_fraction: float,
-    split_seed: int,
-    subset: int | None,
+def choose_reviews(
+    corpus: TokenizedCorpus, validation_fraction: float, split_seed: int, subset: int | None
 ) -> dict[str, np.ndarray]:
-    """Layer 2 from layer 1: choose the rows of each split, then pad them."""
+    """The review indices of train, validation and test, from seeded streams of their own.
+
+    Both tasks call this, so a language model is validated on exactly the reviews the sentiment
+    classifier held out.
+    """
     rows = {}
     for stream, (name, split) in enumerate((("train", corpus.train), ("test", corpus.test))):
         rows[name] = np.arange(len(split))
@@ -220,7 +219,19 @@ def _encode_corpus(
             f"{len(rows['train'])} train reviews"
         )
     shuffled = rows["train"][_rng(split_seed, 2).permutation(len(rows["train"]))]
-    chosen = {"train": shuffled[n_val:], "validation": shuffled[:n_val], "test": rows["test"]}
+    return {"train": shuffled[n_val:], "validation": shuffled[:n_val], "test": rows["test"]}
+
+
+def _encode_corpus(
+    corpus: TokenizedCorpus,
+    num_words: int,
+    sequence_length: int,
+    validation_fraction: float,
+    split_seed: int,
+    subset: int | None,
+) -> dict[str, np.ndarray]:
+    """Layer 2 from layer 1: choose the rows of each split, then pad them."""
+    chosen = choose_reviews(corpus, validation_fraction, split_seed, subset)
     arrays = {}
     for name, picked in chosen.items():
         split = corpus.test if name == "test" else corpus.train

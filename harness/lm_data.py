@@ -27,13 +27,11 @@ from harness.errors import BenchError
 from harness.imdb import (
     OOV,
     START,
-    TokenizedCorpus,
     TokenizedSplit,
     _cache_folder,
     _check_params,
     _corpus,
-    _rng,
-    _stratified,
+    choose_reviews,
 )
 
 EOR = START  # end-of-review token (id 1), appended after every review
@@ -101,7 +99,7 @@ def load_language_model_data(
     source = resolve_source(source)
     digest = source_digest(source)
     corpus = _corpus(source, _cache_folder(cache), digest)
-    rows = _choose_rows(corpus, validation_fraction, split_seed, subset)
+    rows = choose_reviews(corpus, validation_fraction, split_seed, subset)
     splits = {}
     for name in SPLIT_NAMES:
         reviews = corpus.test if name == "test" else corpus.train
@@ -160,28 +158,3 @@ def _windows(stream: np.ndarray, length: int, name: str) -> TokenSplit:
     x = stream[: n * length].reshape(n, length).copy()  # copies: x and y must not share memory
     y = stream[1 : n * length + 1].reshape(n, length).copy()
     return TokenSplit(x=x, y=y)
-
-
-def _choose_rows(
-    corpus: TokenizedCorpus, validation_fraction: float, split_seed: int, subset: int | None
-) -> dict[str, np.ndarray]:
-    """The review indices of each split, chosen with the same seeded streams as load_imdb."""
-    kept = {}
-    for stream, (name, split) in enumerate((("train", corpus.train), ("test", corpus.test))):
-        kept[name] = np.arange(len(split))
-        if subset is not None:
-            if subset > len(split):
-                raise BenchError(
-                    f"expected subset <= {len(split)} (the {name} reviews in the archive); "
-                    f"received subset={subset}"
-                )
-            kept[name] = _stratified(split.labels, subset, _rng(split_seed, stream))
-    n_val = round(len(kept["train"]) * validation_fraction)
-    if not 0 < n_val < len(kept["train"]):
-        raise BenchError(
-            f"expected validation_fraction to leave at least one review in train and in "
-            f"validation; received validation_fraction={validation_fraction} of "
-            f"{len(kept['train'])} train reviews"
-        )
-    shuffled = kept["train"][_rng(split_seed, 2).permutation(len(kept["train"]))]
-    return {"train": shuffled[n_val:], "validation": shuffled[:n_val], "test": kept["test"]}
