@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 from optuna.trial import TrialState
 
 from harness import search
@@ -135,7 +136,9 @@ class StudyRunner:
         completed = search.count(optuna_study, TrialState.COMPLETE)
         return dict(optuna_study.best_trial.params) if completed else None
 
-    def run_trial(self, optuna_study, architecture: str, backend: str, parent: str) -> None:
+    def run_trial(
+        self, optuna_study: optuna.Study, architecture: str, backend: str, parent: str
+    ) -> None:
         trial = optuna_study.ask()
         params = search.suggest(trial, self.study.search)
         tags = {
@@ -232,7 +235,7 @@ class StudyRunner:
     def tagged(self, tags: dict[str, str]) -> dict[str, str]:
         return {"study": self.study.name, **tags}
 
-    def close_dead_trial_run(self, optuna_study, number: int) -> None:
+    def close_dead_trial_run(self, optuna_study: optuna.Study, number: int) -> None:
         run_id = optuna_study.trials[number].user_attrs.get("mlflow_run_id")
         if run_id:
             self.tracker.set_tags(run_id, trial_state=FAIL)
@@ -293,7 +296,7 @@ class StudyRunner:
         )
 
 
-def best_value(optuna_study) -> float | None:
+def best_value(optuna_study: optuna.Study) -> float | None:
     try:
         return optuna_study.best_value
     except ValueError:
