@@ -93,15 +93,24 @@ def grouped_bars(
 def optimization_history(
     trials: dict, architectures: list[str], backends: list[str], metric: str, direction: str
 ) -> Figure:
-    """Each completed trial's objective and the running best, one panel per architecture."""
+    """Each completed trial's objective and the running best, one panel per architecture;
+    a pruned trial is a cross at the last value it reported before it was stopped."""
     figure = Figure(figsize=(1 + 4 * len(architectures), 3.6), layout="constrained")
     panels = figure.subplots(1, len(architectures), squeeze=False)[0]
     running = np.fmax.accumulate if direction == "maximize" else np.fmin.accumulate
     for axes, arch in zip(panels, architectures, strict=True):
         for i, backend in enumerate(backends):
+            found = trials.get((arch, backend), ())
+            pruned = [
+                (t.number, t.intermediate_values[t.last_step])
+                for t in found
+                if t.state == TrialState.PRUNED and t.last_step is not None
+            ]
+            if pruned:
+                axes.plot(*zip(*pruned, strict=True), "x", color=f"C{i}", label=f"{backend} pruned")
             done = sorted(
                 (t.number, t.value)
-                for t in trials.get((arch, backend), ())
+                for t in found
                 if t.state == TrialState.COMPLETE and t.value is not None
             )
             if not done:

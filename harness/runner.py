@@ -109,8 +109,9 @@ class StudyRunner:
         optuna_name = search.optuna_study_name(study, architecture, backend)
         optuna_study = search.open_search(study, architecture, backend, self.storage)
         parent = self.tracker.search_run(study.name, architecture, backend, optuna_name)
-        for number in search.fail_stale_trials(optuna_study):
-            self.close_dead_trial_run(optuna_study, number)
+        for dead in search.fail_dead_trials(optuna_study, self.storage):
+            self.close_dead_trial_run(dead)
+            optuna_study.enqueue_trial(dead.params, user_attrs={"retry_of": dead.number})
         minutes = budget.timeout_minutes
         deadline = time.monotonic() + 60 * minutes if minutes else None
         trials = budget.trials or sys.maxsize
@@ -151,6 +152,7 @@ class StudyRunner:
         }
         run_id = self.tracker.start(f"trial {trial.number}", self.tagged(tags), parent=parent)
         trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("owner", search.owner_tag())
         self.on_event(
             {
                 "event": "trial",
@@ -235,11 +237,11 @@ class StudyRunner:
     def tagged(self, tags: dict[str, str]) -> dict[str, str]:
         return {"study": self.study.name, **tags}
 
-    def close_dead_trial_run(self, optuna_study: optuna.Study, number: int) -> None:
-        run_id = optuna_study.trials[number].user_attrs.get("mlflow_run_id")
+    def close_dead_trial_run(self, trial: optuna.trial.FrozenTrial) -> None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id:
             self.tracker.set_tags(run_id, trial_state=FAIL)
-            self.tracker.finish(run_id, "KILLED", "trial process stopped sending heartbeats")
+            self.tracker.finish(run_id, "KILLED", search.DEAD_REASON)
 
     # -- best-config re-training ----------------------------------------------------------
     def retrain(self, architecture: str, best: dict[str, dict[str, object]]) -> None:

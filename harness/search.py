@@ -6,6 +6,8 @@ storage. Both backends of an architecture get the same sampler seed, search spac
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import warnings
@@ -22,6 +24,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+DEAD_REASON = "its process died (killed, or the machine stopped); retried with the same params"
 HEARTBEAT_SECONDS = 10  # a trial process proves it is alive this often (see `fail_stale_trials`)
 GRACE_SECONDS = 60  # silence after which a RUNNING trial is taken for dead
 
@@ -106,12 +109,47 @@ def count(search: optuna.Study, *states: TrialState) -> int:
     return len(search.get_trials(deepcopy=False, states=states))
 
 
-def fail_stale_trials(search: optuna.Study) -> list[int]:
-    """Mark trials whose process stopped sending heartbeats as FAIL; returns their numbers."""
-    before = {t.number for t in search.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    optuna.storages.fail_stale_trials(search)
-    still = {t.number for t in search.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    return sorted(before - still)
+def owner_tag() -> str:
+    """Which `bench run` process owns a trial: stored on the trial as `owner`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(trial: optuna.trial.FrozenTrial) -> bool:
+    """True when the trial's owner ran on this machine and its process is gone."""
+    host, _, pid = str(trial.user_attrs.get("owner", "")).rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's trial: only its heartbeats can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    return False
+
+
+def fail_dead_trials(
+    search: optuna.Study, storage: optuna.storages.RDBStorage
+) -> list[optuna.trial.FrozenTrial]:
+    """Mark RUNNING trials whose process is gone as FAIL, with the reason; returns them.
+
+    Gone means: owned by a process of this machine that no longer exists (found at once), or
+    silent for longer than the heartbeat grace period (a trial of any machine). This is
+    Optuna's `fail_stale_trials` plus the first test, and it records why.
+    """
+    study_id = search._study_id
+    stale = set(storage._get_stale_trial_ids(study_id))
+    dead = []
+    for trial in search.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id not in stale and not _owner_is_dead(trial):
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "failure_reason", DEAD_REASON)
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker recorded it first
+        dead.append(trial)
+    return dead
 
 
 class TrialReporter:
@@ -133,8 +171,11 @@ class TrialReporter:
         threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True).start()
 
     def _beat(self) -> None:
+        parent = os.getppid()
         while True:
             time.sleep(HEARTBEAT_SECONDS)
+            if os.getppid() != parent:  # `bench run` died: this orphan's work would be lost
+                os._exit(1)
             try:
                 self.storage.record_heartbeat(self.trial_id)
             except Exception:  # noqa: BLE001 - a missed beat is retried; the grace period covers it

@@ -61,8 +61,8 @@ def runs(out) -> list:
     return client.search_runs([experiment], "tags.role = 'trial'")
 
 
-def test_ctrl_c_closes_the_running_trial_exits_130_and_the_rerun_resumes(tmp_path, imdb_slice):
-    study, out = tmp_path / "faults.toml", tmp_path / "out"
+def start_and_wait_for_training(study, out, imdb_slice) -> subprocess.Popen:
+    """`bench run` on a first trial long enough to be interrupted, once it is training."""
     study.write_text(STUDY.format(epochs=1000, learning_rate=SEARCHED_RATE))  # minutes of work
     command = [
         sys.executable,
@@ -92,6 +92,12 @@ def test_ctrl_c_closes_the_running_trial_exits_130_and_the_rerun_resumes(tmp_pat
         assert time.monotonic() < deadline, "the first trial never started"
         time.sleep(0.5)
     time.sleep(8)  # into the training loop
+    return running
+
+
+def test_ctrl_c_closes_the_running_trial_exits_130_and_the_rerun_resumes(tmp_path, imdb_slice):
+    study, out = tmp_path / "faults.toml", tmp_path / "out"
+    running = start_and_wait_for_training(study, out, imdb_slice)
     os.killpg(running.pid, signal.SIGINT)
     _, stderr = running.communicate(timeout=120)
     assert running.returncode == 130
@@ -120,3 +126,24 @@ def test_a_diverging_trial_is_recorded_as_pruned_and_the_study_goes_on(tmp_path,
         assert trial.user_attrs["stop_reason"].startswith("diverged: loss is nan at epoch 1")
     assert [r.data.tags["trial_state"] for r in runs(out)] == ["PRUNED", "PRUNED"]
     assert all(r.data.tags["stop_reason"].startswith("diverged") for r in runs(out))
+
+
+def test_kill_9_of_the_whole_run_is_detected_and_the_trial_retried(tmp_path, imdb_slice):
+    study, out = tmp_path / "faults.toml", tmp_path / "out"
+    running = start_and_wait_for_training(study, out, imdb_slice)
+    os.killpg(running.pid, signal.SIGKILL)  # `bench run` and its trial process, no cleanup
+    running.wait(timeout=30)
+    (orphan,) = trials(out)
+    assert orphan.state == TrialState.RUNNING  # nobody was left to record anything
+
+    study.write_text(STUDY.format(epochs=1, learning_rate=SEARCHED_RATE))
+    done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
+    assert done.returncode == 0, done.stderr[-2000:]
+    dead, retry, other = trials(out)
+    assert dead.state == TrialState.FAIL and "process died" in dead.user_attrs["failure_reason"]
+    assert retry.params == dead.params and retry.user_attrs["retry_of"] == dead.number
+    assert (retry.state, other.state) == (TrialState.COMPLETE, TrialState.COMPLETE)
+    by_trial = {r.data.tags["optuna_trial"]: r for r in runs(out)}
+    assert by_trial["0"].info.status == "KILLED"
+    assert "process died" in by_trial["0"].data.tags["failure_reason"]
+    assert {by_trial[n].info.status for n in ("1", "2")} == {"FINISHED"}
