@@ -4,13 +4,19 @@ Lifecycle of a run, as the harness drives it:
 
 1. ``backend = get_backend("torch")`` imports the framework (and only that one).
 2. ``backend.seed(seed)`` seeds the framework's own random numbers (dropout masks).
-3. ``model = backend.build(spec, optimizer)`` builds the network and its optimiser.
+3. ``model = backend.build(spec, optimizer, options)`` builds the network and its optimiser;
+   `ExecutionOptions` (precision, compilation, cuDNN) change the speed, never the function.
 4. ``model.set_weights(initial_weights(spec, seed))`` loads the harness's initial weights, so both
    frameworks start from the same numbers.
 5. Per epoch: ``model.train_step(x, y)`` for every batch the harness hands over (in the harness's
    order), then ``model.take_train_metrics()`` for the epoch's mean loss and accuracy.
 6. ``model.predict_logits(x)`` for validation and test; the harness computes every metric.
 7. ``backend.peak_device_memory()`` for the framework's own peak allocation on a GPU.
+
+For `bench perf`: ``backend.limit_threads(n)`` before any work, ``backend.synchronize()`` before
+a clock is read, ``model.kernel()`` for the recurrent kernel in use, and
+``backend.plain_training_seconds(...)``: the same model trained the way the framework's tutorials
+do it, the baseline the harness's overhead is measured against.
 
 Weights cross the interface in the canonical layout of `harness.model_spec.weight_shapes`
 (Keras's layout), as float32 numpy arrays.
@@ -22,6 +28,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from harness.execution import PLAIN, ExecutionOptions
 from harness.model_spec import ModelSpec, OptimizerSpec
 
 Weights = dict[str, np.ndarray]
@@ -72,6 +79,10 @@ class TrainableModel(ABC):
     @abstractmethod
     def summary(self) -> str: ...
 
+    @abstractmethod
+    def kernel(self) -> str:
+        """The recurrent kernel the training step runs: "cudnn" (fused, GPU) or "generic"."""
+
 
 class Backend(ABC):
     """A deep-learning framework: builds models and reports on the device it runs on."""
@@ -91,7 +102,33 @@ class Backend(ABC):
         """Seed the framework's random numbers and make its kernels deterministic."""
 
     @abstractmethod
-    def build(self, spec: ModelSpec, optimizer: OptimizerSpec) -> TrainableModel: ...
+    def build(
+        self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions = PLAIN
+    ) -> TrainableModel: ...
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Wait for all work queued on the device, so that a clock read after it is honest."""
+
+    @abstractmethod
+    def limit_threads(self, threads: int) -> int:
+        """Cap the framework's CPU threads (call before any work); returns the count in effect."""
+
+    @abstractmethod
+    def plain_training_seconds(
+        self,
+        spec: ModelSpec,
+        optimizer: OptimizerSpec,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        epochs: int,
+    ) -> list[float]:
+        """Seconds per epoch of the same model trained the tutorial way on ``x``, ``y`` in order.
+
+        No harness code runs inside: Keras's ``model.fit`` on the numpy arrays, PyTorch's
+        ``DataLoader`` and a bare optimiser loop. The baseline of `bench perf`.
+        """
 
     @abstractmethod
     def reset_peak_device_memory(self) -> None: ...

@@ -3,11 +3,14 @@
 Layers keep their default activations and no recurrent dropout, so on a GPU Keras runs the
 LSTM and GRU layers on cuDNN. The training step is a compiled `tf.function` around Keras's
 optimiser and loss, fed the harness's batches; `model.fit` would shuffle and batch by itself.
+Execution options apply to this model only: a mixed-precision dtype policy on its layers (never
+the global policy), XLA on its training step, cuDNN allowed or not on its recurrent layers.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
@@ -16,8 +19,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
+from keras.src import backend as keras_backend  # noqa: E402 - cudnn_ok is not public
 
 from backends.base import Backend, TrainableModel, Weights  # noqa: E402
+from harness.errors import BenchError  # noqa: E402
+from harness.execution import FP16_NEEDS_GPU, PLAIN, ExecutionOptions  # noqa: E402
 from harness.model_spec import (  # noqa: E402
     ADAM_BETA_1,
     ADAM_BETA_2,
@@ -40,18 +46,41 @@ for _gpu in tf.config.list_physical_devices("GPU"):
     tf.config.experimental.set_memory_growth(_gpu, True)
 
 
-def _recurrent_layer(spec: ModelSpec, return_sequences: bool) -> layers.Layer:
-    units = spec.hidden_size
+POLICIES = {"float32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def _recurrent_layer(
+    spec: ModelSpec, return_sequences: bool, options: ExecutionOptions = PLAIN
+) -> layers.Layer:
+    units, dtype = spec.hidden_size, POLICIES[options.precision]
+    # XLA cannot compile the cuDNN op, so a compiled step takes the generic kernel.
+    fused = {"use_cudnn": "auto" if options.cudnn and not options.jit_compile else False}
     match spec.architecture:
         case "simple_rnn":
-            return layers.SimpleRNN(units, return_sequences=return_sequences)
+            return layers.SimpleRNN(units, return_sequences=return_sequences, dtype=dtype)
         case "lstm":
-            return layers.LSTM(units, return_sequences=return_sequences)
-        case "gru":
-            return layers.GRU(units, return_sequences=return_sequences)  # reset_after=True
+            return layers.LSTM(units, return_sequences=return_sequences, dtype=dtype, **fused)
+        case "gru":  # reset_after=True
+            return layers.GRU(units, return_sequences=return_sequences, dtype=dtype, **fused)
         case "bilstm":
-            return layers.Bidirectional(layers.LSTM(units, return_sequences=return_sequences))
+            return layers.Bidirectional(
+                layers.LSTM(units, return_sequences=return_sequences, dtype=dtype, **fused),
+                dtype=dtype,
+            )
     raise AssertionError(spec.architecture)  # ModelSpec validated the name
+
+
+def _uses_cudnn(layer: layers.Layer) -> bool:
+    """Whether Keras will run this recurrent layer on cuDNN (its own test, in keras.src)."""
+    if not isinstance(layer, (layers.LSTM, layers.GRU)) or layer.use_cudnn not in ("auto", True):
+        return False
+    cell = layer.cell
+    reset_after = {"reset_after": cell.reset_after} if isinstance(layer, layers.GRU) else {}
+    return bool(
+        keras_backend.cudnn_ok(
+            cell.activation, cell.recurrent_activation, layer.unroll, cell.use_bias, **reset_after
+        )
+    )
 
 
 def _optimizer(spec: OptimizerSpec) -> keras.optimizers.Optimizer:
@@ -62,24 +91,32 @@ def _optimizer(spec: OptimizerSpec) -> keras.optimizers.Optimizer:
     return keras.optimizers.RMSprop(spec.learning_rate, rho=RMSPROP_RHO, epsilon=EPSILON)
 
 
-def build_keras_model(spec: ModelSpec) -> keras.Model:
+def build_keras_model(spec: ModelSpec, options: ExecutionOptions = PLAIN) -> keras.Model:
+    dtype = POLICIES[options.precision]
     stack: list[layers.Layer] = [
         keras.Input(shape=(None,), dtype="int32"),
-        layers.Embedding(spec.vocab_size, spec.embedding_dim),
+        layers.Embedding(spec.vocab_size, spec.embedding_dim, dtype=dtype),
     ]
     for layer in range(spec.num_layers):
         last = layer == spec.num_layers - 1
-        stack.append(_recurrent_layer(spec, return_sequences=spec.sequence_output or not last))
-        stack.append(layers.Dropout(spec.dropout_rate))
-    stack.append(layers.Dense(spec.output_size))  # applied at every time step for a language model
+        sequences = spec.sequence_output or not last
+        stack.append(_recurrent_layer(spec, return_sequences=sequences, options=options))
+        stack.append(layers.Dropout(spec.dropout_rate, dtype=dtype))
+    # The head stays float32 under mixed precision, as Keras's guide advises, so the logits
+    # and the loss keep float32's range. Applied at every time step for a language model.
+    stack.append(layers.Dense(spec.output_size, dtype="float32"))
     return keras.Sequential(stack, name=spec.architecture)
+
+
+def _recurrent_layers(model: keras.Model) -> list[layers.Layer]:
+    _embedding, *rest = model.layers
+    return [layer for layer in rest if not isinstance(layer, (layers.Dropout, layers.Dense))]
 
 
 def _canonical_variables(spec: ModelSpec, model: keras.Model) -> dict[str, keras.Variable]:
     """Canonical name -> Keras variable, found by structure rather than by generated names."""
-    embedding, *rest = model.layers
-    recurrent = [layer for layer in rest if not isinstance(layer, (layers.Dropout, layers.Dense))]
-    variables = {"embedding": embedding.embeddings}
+    recurrent = _recurrent_layers(model)
+    variables = {"embedding": model.layers[0].embeddings}
     for index, layer in enumerate(recurrent):
         directions = (
             [layer.forward_layer, layer.backward_layer]
@@ -98,10 +135,16 @@ def _canonical_variables(spec: ModelSpec, model: keras.Model) -> dict[str, keras
 
 
 class KerasModel(TrainableModel):
-    def __init__(self, spec: ModelSpec, optimizer: OptimizerSpec) -> None:
-        self.model = build_keras_model(spec)
+    def __init__(
+        self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions = PLAIN
+    ) -> None:
+        if options.precision == "fp16" and not tf.config.list_physical_devices("GPU"):
+            raise BenchError(FP16_NEEDS_GPU)
+        self.model = build_keras_model(spec, options)
         self.variables = _canonical_variables(spec, self.model)
         self.optimizer = _optimizer(optimizer)
+        if options.precision == "fp16":  # fp16's narrow exponent underflows small gradients
+            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self.optimizer.build(self.model.trainable_variables)
         self.language_model = spec.sequence_output
         self.loss_fn = (
@@ -112,11 +155,33 @@ class KerasModel(TrainableModel):
         self._loss_sum = tf.Variable(0.0, trainable=False)
         self._correct = tf.Variable(0.0, trainable=False)
         self._seen = tf.Variable(0.0, trainable=False)
-        tokens = tf.TensorSpec([None, None], tf.int32)
-        targets = tokens if self.language_model else tf.TensorSpec([None], tf.float32)
-        self._train_step = tf.function(self._train_step_eager, input_signature=(tokens, targets))
-        self._predict = tf.function(lambda x: self._logits(x, False), input_signature=(tokens,))
-        self._score = tf.function(self._score_eager, input_signature=(tokens, tokens))
+        self._jit_compile = options.jit_compile or None  # None: TensorFlow's default, no XLA
+        self._graphs: dict[tuple[str, tuple[int, ...]], tf.types.experimental.PolymorphicFunction]
+        self._graphs = {}
+
+    def _graph(
+        self, name: str, shape: tuple[int, ...]
+    ) -> tf.types.experimental.PolymorphicFunction:
+        """The compiled step, prediction or scoring function for batches of this shape.
+
+        Traced once per batch shape (an epoch has at most two: full batches and the remainder).
+        With free dimensions TensorFlow's recurrent loop ran a GRU step 20-30% slower on a CPU
+        than with the shape fixed (docs/benchmarks.md), and the harness must time the framework
+        at its best, not at its most general.
+        """
+        key = (name, tuple(shape))
+        if key not in self._graphs:
+            tokens = tf.TensorSpec(shape, tf.int32)
+            targets = tokens if self.language_model else tf.TensorSpec(shape[:1], tf.float32)
+            if name == "train":
+                function, signature = self._train_step_eager, (tokens, targets)
+            elif name == "predict":
+                function, signature = (lambda x: self._logits(x, False)), (tokens,)
+            else:
+                function, signature = self._score_eager, (tokens, tokens)
+            jit = self._jit_compile if name == "train" else None
+            self._graphs[key] = tf.function(function, input_signature=signature, jit_compile=jit)
+        return self._graphs[key]
 
     def _logits(self, x: tf.Tensor, training: bool) -> tf.Tensor:
         logits = self.model(x, training=training)
@@ -134,11 +199,15 @@ class KerasModel(TrainableModel):
         log_probs = tf.gather(tf.nn.log_softmax(logits), y, batch_dims=2)
         return log_probs, tf.argmax(logits, -1, output_type=tf.int32)
 
-    def _loss_and_tape(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, list]:
+    def _loss_and_tape(
+        self, x: tf.Tensor, y: tf.Tensor, scaled: bool = False
+    ) -> tuple[tf.Tensor, tf.Tensor, list]:
         with tf.GradientTape() as tape:
             logits = self._logits(x, True)
             loss = self.loss_fn(y, logits)
-        gradients = tape.gradient(loss, self.model.trainable_variables)
+            # fp16: a LossScaleOptimizer scales here and unscales in apply_gradients.
+            target = self.optimizer.scale_loss(loss) if scaled else loss
+        gradients = tape.gradient(target, self.model.trainable_variables)
         # The embedding's gradient arrives as IndexedSlices with one slice per token occurrence.
         # Keras's RMSprop and Adam square those slices one by one, so a word seen twice in a
         # batch gets g1^2 + g2^2 instead of (g1 + g2)^2 in its second moment. Summing them first
@@ -146,7 +215,7 @@ class KerasModel(TrainableModel):
         return logits, loss, [tf.convert_to_tensor(gradient) for gradient in gradients]
 
     def _train_step_eager(self, x: tf.Tensor, y: tf.Tensor) -> None:
-        logits, loss, gradients = self._loss_and_tape(x, y)
+        logits, loss, gradients = self._loss_and_tape(x, y, scaled=True)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables, strict=True))
         count = tf.cast(tf.size(y), tf.float32)  # reviews, or tokens for a language model
         self._loss_sum.assign_add(loss * count)
@@ -154,7 +223,7 @@ class KerasModel(TrainableModel):
         self._seen.assign_add(count)
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> None:
-        self._train_step(x, y)
+        self._graph("train", x.shape)(x, y)
 
     def take_train_metrics(self) -> tuple[float, float]:
         seen = max(float(self._seen.numpy()), 1.0)
@@ -166,18 +235,16 @@ class KerasModel(TrainableModel):
 
     def predict_logits(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
         outputs = [
-            self._predict(x[start : start + batch_size]).numpy()
-            for start in range(0, len(x), batch_size)
+            self._graph("predict", chunk.shape)(chunk).numpy()
+            for chunk in (x[start : start + batch_size] for start in range(0, len(x), batch_size))
         ]
         return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros(0, np.float32)
 
     def token_log_likelihood(
         self, x: np.ndarray, y: np.ndarray, batch_size: int = 64
     ) -> tuple[np.ndarray, np.ndarray]:
-        scored = [
-            self._score(x[start : start + batch_size], y[start : start + batch_size])
-            for start in range(0, len(x), batch_size)
-        ]
+        chunks = [slice(start, start + batch_size) for start in range(0, len(x), batch_size)]
+        scored = [self._graph("score", x[chunk].shape)(x[chunk], y[chunk]) for chunk in chunks]
         return (
             np.concatenate([log_probs.numpy() for log_probs, _ in scored]),
             np.concatenate([predicted.numpy() for _, predicted in scored]),
@@ -206,6 +273,33 @@ class KerasModel(TrainableModel):
         self.model.summary(print_fn=lambda line, **_: lines.append(line))
         return "\n".join(lines)
 
+    def kernel(self) -> str:
+        directions = []
+        for layer in _recurrent_layers(self.model):
+            if isinstance(layer, layers.Bidirectional):
+                directions += [layer.forward_layer, layer.backward_layer]
+            else:
+                directions.append(layer)
+        return "cudnn" if all(_uses_cudnn(layer) for layer in directions) else "generic"
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Seconds per epoch of `model.fit`, ended by reading the epoch's loss (a forced value)."""
+
+    def __init__(self, synchronize) -> None:
+        super().__init__()
+        self.synchronize = synchronize
+        self.seconds: list[float] = []
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        float((logs or {}).get("loss", 0.0))
+        self.synchronize()
+        self.seconds.append(time.perf_counter() - self._started)
+
 
 class KerasBackend(Backend):
     name = "keras"
@@ -225,8 +319,47 @@ class KerasBackend(Backend):
         keras.utils.set_random_seed(seed)
         tf.config.experimental.enable_op_determinism()
 
-    def build(self, spec: ModelSpec, optimizer: OptimizerSpec) -> KerasModel:
-        return KerasModel(spec, optimizer)
+    def build(
+        self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions = PLAIN
+    ) -> KerasModel:
+        return KerasModel(spec, optimizer, options)
+
+    def synchronize(self) -> None:
+        if self.gpus:  # TensorFlow runs CPU ops synchronously; a GPU's queue needs waiting for
+            tf.test.experimental.sync_devices()
+
+    def limit_threads(self, threads: int) -> int:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        return tf.config.threading.get_intra_op_parallelism_threads()
+
+    def plain_training_seconds(
+        self,
+        spec: ModelSpec,
+        optimizer: OptimizerSpec,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        epochs: int,
+    ) -> list[float]:
+        """Keras's tutorial path: compile, then `fit` on the numpy arrays, in their order.
+
+        `compile`'s defaults are kept, so on a GPU `fit` uses XLA where Keras chooses to
+        (jit_compile="auto"); on a CPU it does not.
+        """
+        model = build_keras_model(spec)
+        if spec.sequence_output:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            metric = keras.metrics.SparseCategoricalAccuracy()
+        else:
+            loss = keras.losses.BinaryCrossentropy(from_logits=True)
+            metric = keras.metrics.BinaryAccuracy(threshold=0.0)
+        model.compile(optimizer=_optimizer(optimizer), loss=loss, metrics=[metric])
+        timer = _EpochTimer(self.synchronize)
+        model.fit(
+            x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0, callbacks=[timer]
+        )
+        return timer.seconds
 
     def reset_peak_device_memory(self) -> None:
         if self.gpus:

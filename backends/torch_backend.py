@@ -10,18 +10,32 @@ Two details make it the same function as the Keras model:
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
 from backends.base import Backend, TrainableModel, Weights
 from backends.torch_optimizers import KerasAdam, KerasRMSprop
-from harness.model_spec import ModelSpec, OptimizerSpec, direction_prefixes, layer_input_size
+from harness.errors import BenchError
+from harness.execution import FP16_NEEDS_GPU, PLAIN, ExecutionOptions
+from harness.model_spec import (
+    EPSILON,
+    RMSPROP_RHO,
+    ModelSpec,
+    OptimizerSpec,
+    direction_prefixes,
+    layer_input_size,
+)
 
 RECURRENT_LAYERS = {"simple_rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU, "bilstm": nn.LSTM}
 OPTIMIZERS = {"rmsprop": KerasRMSprop, "adam": KerasAdam}
 DIRECTION_SUFFIXES = ("", "_reverse")  # PyTorch's names for the forward and backward weights
+HALF_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class RecurrentNetwork(nn.Module):
@@ -73,25 +87,57 @@ def _keras_gate_order(spec: ModelSpec, matrix: np.ndarray) -> np.ndarray:
 
 
 class TorchModel(TrainableModel):
-    def __init__(self, spec: ModelSpec, optimizer: OptimizerSpec, device: torch.device) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        optimizer: OptimizerSpec,
+        device: torch.device,
+        options: ExecutionOptions = PLAIN,
+    ) -> None:
         self.spec = spec
         self.device = device
+        self.options = options
+        if options.precision == "fp16" and device.type != "cuda":
+            raise BenchError(FP16_NEEDS_GPU)
         self.module = RecurrentNetwork(spec).to(device)
+        # The compiled wrapper shares the module's parameters; eager code keeps using `module`.
+        self.network = torch.compile(self.module) if options.jit_compile else self.module
         trainable = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = OPTIMIZERS[optimizer.name](trainable, lr=optimizer.learning_rate)
         self.language_model = spec.sequence_output
+        half = HALF_TYPES.get(options.precision)
+        self._autocast = (
+            (lambda: torch.autocast(device.type, dtype=half))
+            if half is not None
+            else contextlib.nullcontext
+        )
+        # fp16's narrow exponent underflows small gradients; bf16 has float32's range.
+        self._scaler = torch.amp.GradScaler(device.type) if options.precision == "fp16" else None
+        self._pinned = device.type == "cuda"  # page-locked copies overlap with the GPU's work
         self._reset_accumulators()
+
+    def _kernels(self) -> contextlib.AbstractContextManager:
+        """cuDNN switched off for this model only when its options say so."""
+        if self.options.cudnn:
+            return contextlib.nullcontext()
+        return torch.backends.cudnn.flags(enabled=False)
 
     def _reset_accumulators(self) -> None:
         self._loss_sum = torch.zeros((), device=self.device)
         self._correct = torch.zeros((), device=self.device)
         self._seen = 0
 
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self._pinned:
+            tensor = tensor.pin_memory()  # so that the copy below does not block the host
+        return tensor.to(self.device, non_blocking=True)
+
     def _tensors(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
-        xs = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True)
+        xs = self._to_device(x)
         if y is None:
             return (xs,)
-        ys = torch.from_numpy(np.ascontiguousarray(y)).to(self.device, non_blocking=True)
+        ys = self._to_device(y)
         return xs, ys.long() if self.language_model else ys
 
     def loss_fn(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -109,10 +155,17 @@ class TorchModel(TrainableModel):
         xs, ys = self._tensors(x, y)
         self.module.train()
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.module(xs)
-        loss = self.loss_fn(logits, ys)
-        loss.backward()
-        self.optimizer.step()
+        with self._kernels():
+            with self._autocast():
+                logits = self.network(xs)
+                loss = self.loss_fn(logits, ys)
+            if self._scaler is None:
+                loss.backward()
+                self.optimizer.step()
+            else:
+                self._scaler.scale(loss).backward()
+                self._scaler.step(self.optimizer)
+                self._scaler.update()
         with torch.no_grad():
             self._loss_sum += loss.detach() * ys.numel()
             self._correct += self._correct_predictions(logits, ys)
@@ -127,10 +180,11 @@ class TorchModel(TrainableModel):
     @torch.no_grad()
     def predict_logits(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
         self.module.eval()
-        outputs = [
-            self.module(*self._tensors(x[start : start + batch_size])).float().cpu()
-            for start in range(0, len(x), batch_size)
-        ]
+        with self._kernels(), self._autocast():
+            outputs = [
+                self.network(*self._tensors(x[start : start + batch_size])).float().cpu()
+                for start in range(0, len(x), batch_size)
+            ]
         return torch.cat(outputs).numpy() if outputs else np.zeros(0, np.float32)
 
     @torch.no_grad()
@@ -223,6 +277,12 @@ class TorchModel(TrainableModel):
     def summary(self) -> str:
         return f"{self.module}\nTrainable params: {self.count_trainable_parameters():,}"
 
+    def kernel(self) -> str:
+        # nn.RNN/LSTM/GRU dispatch to cuDNN by themselves on a CUDA device when it is enabled.
+        cudnn = torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled
+        on_gpu = self.device.type == "cuda"
+        return "cudnn" if on_gpu and cudnn and self.options.cudnn else "generic"
+
 
 class TorchBackend(Backend):
     name = "torch"
@@ -239,8 +299,67 @@ class TorchBackend(Backend):
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
 
-    def build(self, spec: ModelSpec, optimizer: OptimizerSpec) -> TorchModel:
-        return TorchModel(spec, optimizer, self.device)
+    def build(
+        self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions = PLAIN
+    ) -> TorchModel:
+        return TorchModel(spec, optimizer, self.device, options)
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def limit_threads(self, threads: int) -> int:
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):  # allowed only before the first parallel work
+            torch.set_num_interop_threads(threads)
+        return torch.get_num_threads()
+
+    def plain_training_seconds(
+        self,
+        spec: ModelSpec,
+        optimizer: OptimizerSpec,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        epochs: int,
+    ) -> list[float]:
+        """The loop of PyTorch's tutorials: DataLoader, zero_grad, forward, loss, backward, step.
+
+        torch.optim's own RMSprop/Adam with Keras's constants, as a user would write it (its
+        epsilon placement differs from Keras's, which changes the numbers, not the cost).
+        """
+        model = RecurrentNetwork(spec).to(self.device)
+        if optimizer.name == "adam":
+            opt = torch.optim.Adam(model.parameters(), lr=optimizer.learning_rate, eps=EPSILON)
+        else:
+            opt = torch.optim.RMSprop(
+                model.parameters(), lr=optimizer.learning_rate, alpha=RMSPROP_RHO, eps=EPSILON
+            )
+        targets = torch.from_numpy(y).long() if spec.sequence_output else torch.from_numpy(y)
+        loader = DataLoader(
+            TensorDataset(torch.from_numpy(x), targets),
+            batch_size=batch_size,
+            shuffle=False,
+            pin_memory=self.device.type == "cuda",
+        )
+        loss_fn = nn.CrossEntropyLoss() if spec.sequence_output else nn.BCEWithLogitsLoss()
+        seconds = []
+        for _ in range(epochs):
+            started = time.perf_counter()
+            model.train()
+            for xb, yb in loader:
+                xb = xb.to(self.device, non_blocking=True)
+                yb = yb.to(self.device, non_blocking=True)
+                opt.zero_grad()
+                logits = model(xb)
+                if spec.sequence_output:
+                    logits, yb = logits.flatten(0, 1), yb.flatten()
+                loss = loss_fn(logits, yb)
+                loss.backward()
+                opt.step()
+            self.synchronize()
+            seconds.append(time.perf_counter() - started)
+        return seconds
 
     def reset_peak_device_memory(self) -> None:
         if self.device.type == "cuda":

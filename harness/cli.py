@@ -6,16 +6,21 @@ Every error the user can fix arrives as a `BenchError` and leaves as one line an
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from harness.errors import BenchError
+
+if TYPE_CHECKING:  # annotations only: `bench --help` stays fast
+    from harness.runner import RunPlaces
+    from harness.study import Study
 
 try:  # recent typer releases carry their own copy of click
     from typer._click.exceptions import UsageError
@@ -88,6 +93,15 @@ def train(
     subset: Annotated[
         int | None, typer.Option(min=2, help="Reviews kept per split (quick runs).")
     ] = None,
+    precision: Annotated[
+        str, typer.Option(help="float32, or bf16 / fp16 mixed precision (fp16: GPU only).")
+    ] = "float32",
+    jit_compile: Annotated[
+        bool, typer.Option(help="torch.compile / TensorFlow XLA on the training step.")
+    ] = False,
+    cudnn: Annotated[
+        bool, typer.Option(help="cuDNN's fused RNN kernels on a GPU (--no-cudnn: generic).")
+    ] = True,
     data: DataOption = None,
 ) -> None:
     """Train one configuration on IMDB, show per-epoch progress and print the metrics."""
@@ -113,6 +127,9 @@ def train(
         optimizer=optimizer,
         seed=seed,
         subset=subset,
+        precision=precision,
+        jit_compile=jit_compile,
+        cudnn=cudnn,
     )
     dataset = load_data(config, resolve_source(data))
     baselines = baseline_metrics(dataset)
@@ -150,6 +167,17 @@ TrackingOption = Annotated[
 ]
 
 
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=1,
+        max=256,
+        help="Trial processes at once on this machine; with several GPUs each gets its own.",
+    ),
+]
+
+
 @app.command("run")
 @one_line_errors
 def run_study(
@@ -158,40 +186,94 @@ def run_study(
     storage: StorageOption = None,
     tracking_uri: TrackingOption = None,
     data: DataOption = None,
+    workers: WorkersOption = 1,
 ) -> None:
     """Search every (architecture, backend) of a study, re-train the best, track and report.
 
     Re-running the same command resumes: finished trials and runs are kept, not repeated.
     """
-    from harness.console import StudyProgress, print_run_summary
-    from harness.datasource import resolve_source
-    from harness.imdb import load_corpus
+    from harness.console import print_run_summary
     from harness.report import build_report, print_report
-    from harness.runner import StudyRunner, default_places, planned_jobs
-    from harness.study import load_study
 
-    definition = load_study(study)
-    source = resolve_source(data)
-    load_corpus(source)  # tokenise once, here, with a progress bar; trials reuse the cache
-    places = default_places(definition, out, source, storage, tracking_uri)
-    runner = StudyRunner(definition, places, on_event=lambda event: None)
-    try:
-        with StudyProgress(console, planned_jobs(definition)) as progress:
-            runner.on_event = progress
-            runner.run()
-    except KeyboardInterrupt:
-        console.print(
-            "[bold red]interrupted:[/] the running trial was closed as interrupted; "
-            "re-run the same command to resume",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(130) from None
+    definition, places = _run_with_progress(
+        study, out, storage, tracking_uri, data, workers, retrain=True
+    )
     report = build_report(
         definition, places.tracking_uri, places.storage_url, places.out / "report"
     )
     print_report(Console(), report)
     print_run_summary(Console(), definition, places)
+
+
+@app.command()
+@one_line_errors
+def worker(
+    study: StudyOption,
+    storage: Annotated[
+        str,
+        typer.Option(
+            "--storage",
+            help="The shared Optuna RDB URL, e.g. postgresql://user:pw@db-host/optuna.",
+        ),
+    ],
+    tracking_uri: TrackingOption = None,
+    out: OutOption = None,
+    data: DataOption = None,
+    workers: WorkersOption = 1,
+) -> None:
+    """Join a study's searches from this machine: run trials until every budget is used.
+
+    Start `bench run` with the same --storage and --tracking-uri on one machine (it also
+    re-trains and reports) and `bench worker` on any others; see "Running on several machines".
+    """
+    _run_with_progress(study, out, storage, tracking_uri, data, workers, retrain=False)
+    console.print("[bold]worker done:[/] every search of the study has used its budget")
+
+
+def _run_with_progress(
+    study: str,
+    out: Path | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    data: Path | None,
+    workers: int,
+    *,
+    retrain: bool,
+) -> tuple[Study, RunPlaces]:
+    """The shared body of `bench run` and `bench worker`: searches (and re-trainings) with
+    live progress; Ctrl-C or SIGTERM closes the running work as interrupted and exits 130."""
+    from harness.console import StudyProgress
+    from harness.datasource import resolve_source
+    from harness.imdb import load_corpus
+    from harness.runner import StudyRunner, default_places, planned_jobs
+    from harness.study import load_study
+
+    definition = load_study(study)
+    source = resolve_source(data)
+    places = default_places(definition, out, source, storage, tracking_uri)
+    load_corpus(source)  # tokenise once, here, with a progress bar; trials reuse the cache
+    runner = StudyRunner(definition, places, on_event=lambda event: None, workers=workers)
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is a Ctrl-C, not a kill -9
+    try:
+        with StudyProgress(console, planned_jobs(definition, retrain=retrain)) as progress:
+            runner.on_event = progress
+            if retrain:
+                runner.run()
+            else:
+                runner.search_all()
+    except KeyboardInterrupt:
+        console.print(
+            "[bold red]interrupted:[/] the running trials were closed as interrupted; "
+            "re-run the same command to resume",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
+    return definition, places
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command()
@@ -228,6 +310,60 @@ def studies() -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+@app.command()
+@one_line_errors
+def perf(
+    quick: Annotated[
+        bool, typer.Option(help="Fewer steps and points: a few minutes on a 2-core CPU.")
+    ] = False,
+    out: Annotated[
+        Path, typer.Option(help="Where benchmarks.md, perf.json and the charts go.")
+    ] = Path("bench-runs/perf"),
+    arch: Annotated[
+        list[str] | None,
+        typer.Option(help="Architecture to measure (repeatable) [default: all four]."),
+    ] = None,
+    backend: Annotated[
+        list[str] | None, typer.Option(help="Backend to measure (repeatable) [default: both].")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Batches per timed pass.", show_default=False)
+    ] = None,
+    passes: Annotated[
+        int | None, typer.Option(min=1, help="Timed passes after the warm-up pass.")
+    ] = None,
+    sequence_lengths: Annotated[
+        list[int] | None,
+        typer.Option("--sequence-length", min=1, help="Scaling point (repeatable)."),
+    ] = None,
+    batch_sizes: Annotated[
+        list[int] | None, typer.Option("--batch-size", min=1, help="Scaling point (repeatable).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads per framework [default: all cores].")
+    ] = None,
+    data: DataOption = None,
+) -> None:
+    """Time the frameworks through the harness and the plain way; write the benchmark tables."""
+    from harness.perf import run_perf
+
+    run_perf(
+        console,
+        quick=quick,
+        out=out,
+        data=data,
+        overrides={
+            "architectures": tuple(arch) if arch else None,
+            "backends": tuple(backend) if backend else None,
+            "steps": steps,
+            "passes": passes,
+            "sequence_lengths": tuple(sequence_lengths) if sequence_lengths else None,
+            "batch_sizes": tuple(batch_sizes) if batch_sizes else None,
+            "threads": threads,
+        },
+    )
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from harness.errors import BenchError
+from harness.execution import ExecutionOptions
 from harness.model_spec import ModelSpec, OptimizerSpec
 
 
@@ -30,6 +31,9 @@ class RunConfig:
     validation_fraction: float = 0.2  # carved from the official train split
     subset: int | None = None  # reviews kept per split, for quick runs; None keeps all 25k
     task: str = "classification"  # or "language_model": next-word prediction on the same text
+    precision: str = "float32"  # or "bf16" / "fp16" mixed precision (harness.execution)
+    jit_compile: bool = False  # torch.compile / XLA on the training step
+    cudnn: bool = True  # cuDNN's fused RNN kernels on a GPU; False forces the generic kernels
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -37,6 +41,7 @@ class RunConfig:
                 raise BenchError(f"{name}: expected >= 1; received {getattr(self, name)}")
         self.model_spec()  # validates the model's fields
         self.optimizer_spec()
+        self.execution_options()
 
     def model_spec(self) -> ModelSpec:
         return ModelSpec(
@@ -51,6 +56,9 @@ class RunConfig:
 
     def optimizer_spec(self) -> OptimizerSpec:
         return OptimizerSpec(self.optimizer, self.learning_rate)
+
+    def execution_options(self) -> ExecutionOptions:
+        return ExecutionOptions(self.precision, self.jit_compile, self.cudnn)
 
     def data_params(self) -> dict[str, object]:
         """The keyword arguments of the task's data loader (`harness.tasks.load_data`)."""

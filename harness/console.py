@@ -122,7 +122,8 @@ def print_train_result(console: Console, result: TrainResult) -> None:
 
 
 class StudyProgress:
-    """Live view of `bench run`: one bar over every job, and a line per finished trial or run."""
+    """Live view of `bench run`: one bar over every job, the jobs running now (one per worker
+    slot), and a line per finished trial or run."""
 
     def __init__(self, console: Console, total_jobs: int) -> None:
         self.console = console
@@ -135,7 +136,7 @@ class StudyProgress:
             console=console,
         )
         self.task = self.progress.add_task("starting", total=total_jobs)
-        self.current = ""
+        self.running: dict[str, str] = {}  # job label -> its latest status
 
     def __enter__(self) -> StudyProgress:
         self.progress.__enter__()
@@ -145,22 +146,23 @@ class StudyProgress:
         self.progress.__exit__(*exc)
 
     def __call__(self, event: dict) -> None:
-        kind = event["event"]
+        kind, job = event["event"], event.get("job", "")
         if kind == "search":
             self.progress.advance(self.task, event["done"])
             self.console.print(
                 f"[bold]{event['name']}[/]: search, {event['done']} of "
                 f"{event['budget'] or 'unlimited'} trials already finished"
             )
-        elif kind == "trial":
-            self.current = f"{event['name']} trial {event['trial']}"
-            self._describe(self.current)
-        elif kind == "retrain":
-            self.current = f"{event['name']} {event['label']}"
-            self._describe(self.current)
+        elif kind == "dead_trial":
+            self.console.print(
+                f"  {event['name']} trial {event['trial']}: its process died; retried",
+                highlight=False,
+            )
+        elif kind in ("trial", "retrain"):
+            self.running[job] = job
         elif kind == "epoch":
-            self._describe(
-                f"{self.current} epoch {event['epoch']}/{event['epochs']} "
+            self.running[job] = (
+                f"{job} epoch {event['epoch']}/{event['epochs']} "
                 f"val_acc {event['val_accuracy']:.4f} val_loss {event['val_loss']:.4f}"
             )
         elif kind == "trial_done":
@@ -168,9 +170,8 @@ class StudyProgress:
             value = "" if event["value"] is None else f" value {event['value']:.4f}"
             best = "" if event["best"] is None else f" (best {event['best']:.4f})"
             reason = f": {event['reason']}" if event["reason"] else ""
-            self.console.print(
-                f"  trial {event['trial']} {event['state']}{value}{best}{reason}", highlight=False
-            )
+            self.console.print(f"  {job} {event['state']}{value}{best}{reason}", highlight=False)
+            self.running.pop(job, None)
         elif kind == "retrain_done":
             self.progress.advance(self.task)
             shown = "".join(
@@ -179,12 +180,13 @@ class StudyProgress:
                 if name in event["metrics"]
             )
             reason = f": {event['reason']}" if event["reason"] else ""
-            self.console.print(f"  {self.current} {event['state']}{shown}{reason}", highlight=False)
+            self.console.print(f"  {job} {event['state']}{shown}{reason}", highlight=False)
+            self.running.pop(job, None)
         elif kind == "skip":
             self.progress.advance(self.task)
-
-    def _describe(self, text: str) -> None:
-        self.progress.update(self.task, description=text)
+        shown = list(self.running.values())
+        description = shown[0] if len(shown) == 1 else f"{len(shown)} running: " + " | ".join(shown)
+        self.progress.update(self.task, description=description if shown else "waiting")
 
 
 def print_run_summary(console: Console, study: Study, places: RunPlaces) -> None:
@@ -199,3 +201,36 @@ def print_run_summary(console: Console, study: Study, places: RunPlaces) -> None
     console.rule(f"study {study.name}")
     for label, value in lines.items():
         console.print(f"[bold]{label + ':':<18}[/]{value}", soft_wrap=True, highlight=False)
+
+
+class PerfProgress:
+    """Live view of `bench perf`: one bar over every measurement, named as it starts."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("measurements"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task("starting", total=total)
+
+    def __enter__(self) -> PerfProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, event: dict) -> None:
+        if event["event"] == "point":
+            label = event["option"] or f"{event['kind']} {event['sequence_length']}x"
+            if not event["option"]:
+                label += str(event["batch_size"])
+            self.progress.update(
+                self.task, description=f"{event['backend']}/{event['architecture']} {label}"
+            )
+        elif event["event"] == "result":
+            self.progress.advance(self.task)

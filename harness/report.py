@@ -28,8 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import plots
-from harness.errors import BenchError
-from harness.search import optuna_study_name
+from harness.search import open_storage, optuna_study_name
+from harness.tables import to_markdown
 from harness.tracking import Tracker
 
 if TYPE_CHECKING:  # only the attributes named in `build_report` are used
@@ -199,13 +199,7 @@ def read_runs(client: MlflowClient, experiment_id: str, study_name: str) -> pd.D
 
 def read_trials(study: Study, storage_url: str) -> dict[tuple[str, str], list[FrozenTrial]]:
     """Trials per (architecture, backend); a search that never started is absent."""
-    try:
-        storage = optuna.storages.RDBStorage(storage_url)
-    except Exception as error:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL
-        raise BenchError(
-            f"--storage: expected a reachable Optuna RDB URL; received {storage_url!r} "
-            f"({type(error).__name__})"
-        ) from None
+    storage = open_storage(storage_url)
     found = set(optuna.get_all_study_names(storage))
     trials = {}
     for arch in study.architectures:
@@ -391,16 +385,6 @@ def _pm(row: pd.Series, base: str, key: str) -> str:
 def _trials(row: pd.Series, backend: str) -> str:
     counts = [row[f"trials_{s} {backend}"] for s in ("complete", "pruned", "failed")]
     return "" if any(math.isnan(c) for c in counts) else " / ".join(f"{c:.0f}" for c in counts)
-
-
-def to_markdown(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured table; pandas' `to_markdown` needs tabulate, which is not installed."""
-    header = [frame.index.name or "", *map(str, frame.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(frame.columns)]
-    for index, row in frame.iterrows():
-        cells = [str(index), *(str(v) for v in row)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _markdown_page(name: str, sections: dict[str, pd.DataFrame]) -> str:

@@ -7,15 +7,19 @@ storage. Both backends of an architecture get the same sampler seed, search spac
 from __future__ import annotations
 
 import os
-import socket
+import random
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from harness.errors import BenchError
+from harness.ownership import owner_is_dead
+from harness.stores import engine_options, sqlalchemy_url
 from harness.study import Knob, Pruner, Study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # rnnbench shows its own progress
@@ -25,6 +29,7 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DEAD_REASON = "its process died (killed, or the machine stopped); retried with the same params"
+SURPLUS_REASON = "surplus: other workers filled the trial budget at the same moment; not run"
 HEARTBEAT_SECONDS = 10  # a trial process proves it is alive this often (see `fail_stale_trials`)
 GRACE_SECONDS = 60  # silence after which a RUNNING trial is taken for dead
 
@@ -33,20 +38,34 @@ def optuna_study_name(study: Study, architecture: str, backend: str) -> str:
     return f"{study.name}/{architecture}/{backend}"
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """An RDB storage (SQLite or PostgreSQL) whose trials send heartbeats."""
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            engine_kwargs={"pool_pre_ping": True},
-        )
-    except Exception as error:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL
-        raise BenchError(
-            f"--storage: expected a reachable Optuna RDB URL (sqlite:///file.db, "
-            f"postgresql://user@host/db); received {url!r} ({type(error).__name__})"
-        ) from None
+def open_storage(url: str, attempts: int = 8) -> optuna.storages.RDBStorage:
+    """An RDB storage (SQLite or PostgreSQL) whose trials send heartbeats.
+
+    Workers that start together on an empty database all try to create Optuna's tables; the
+    losers of that race get an IntegrityError or ProgrammingError and simply try again.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(
+                sqlalchemy_url(url),
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                engine_kwargs=engine_options(url),
+            )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
+            if attempt == attempts:
+                raise _unreachable(url, error) from None
+            time.sleep(random.uniform(0.2, 1.0) * attempt)
+        except Exception as error:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL
+            raise _unreachable(url, error) from None
+    raise AssertionError("unreachable")
+
+
+def _unreachable(url: str, error: Exception) -> BenchError:
+    return BenchError(
+        f"--storage: expected a reachable Optuna RDB URL (sqlite:///file.db, "
+        f"postgresql://user@host/db); received {url!r} ({type(error).__name__})"
+    )
 
 
 def make_sampler(study: Study) -> optuna.samplers.BaseSampler:
@@ -85,7 +104,10 @@ def open_search(
     )
     if not search.trials:
         defaults = {k: v.default for k, v in study.search.items()}
-        search.enqueue_trial(defaults, user_attrs={"enqueued": "study defaults"})
+        # Workers starting together may all get here: only the first one's copy is queued.
+        search.enqueue_trial(
+            defaults, user_attrs={"enqueued": "study defaults"}, skip_if_exists=True
+        )
     return search
 
 
@@ -109,23 +131,47 @@ def count(search: optuna.Study, *states: TrialState) -> int:
     return len(search.get_trials(deepcopy=False, states=states))
 
 
-def owner_tag() -> str:
-    """Which `bench run` process owns a trial: stored on the trial as `owner`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+@dataclass(frozen=True)
+class Tally:
+    """Where a search stands, as every worker of every machine sees it in the storage."""
+
+    finished: int  # COMPLETE or PRUNED: what the budget counts
+    running: int
+    failed: int  # FAIL, surplus trials excepted (they never ran)
+
+    @classmethod
+    def of(cls, search: optuna.Study) -> Tally:
+        trials = search.get_trials(deepcopy=False)
+        return cls(
+            finished=sum(t.state in FINISHED for t in trials),
+            running=sum(t.state == TrialState.RUNNING for t in trials),
+            failed=sum(t.state == TrialState.FAIL and not _is_surplus(t) for t in trials),
+        )
 
 
-def _owner_is_dead(trial: optuna.trial.FrozenTrial) -> bool:
-    """True when the trial's owner ran on this machine and its process is gone."""
-    host, _, pid = str(trial.user_attrs.get("owner", "")).rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's trial: only its heartbeats can tell
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, under another user
-    return False
+def _is_surplus(trial: optuna.trial.FrozenTrial) -> bool:
+    return trial.user_attrs.get("failure_reason") == SURPLUS_REASON
+
+
+def claim_trial(search: optuna.Study, budget: int) -> optuna.Trial | None:
+    """A new trial, or None when finished and running trials already fill the budget.
+
+    Workers on several machines may ask at the same moment. Trials are numbered in the order
+    the storage created them, so after asking, a trial that finds the whole budget among
+    lower-numbered live trials steps back: it is closed as FAIL with the surplus reason and never
+    runs. No lock is needed, and a budget of 9 gives exactly 9 finished trials.
+    """
+    tally = Tally.of(search)
+    if tally.finished + tally.running >= budget:
+        return None
+    trial = search.ask()
+    live = (*FINISHED, TrialState.RUNNING)
+    ahead = sum(t.number < trial.number for t in search.get_trials(deepcopy=False, states=live))
+    if ahead >= budget:
+        trial.set_user_attr("failure_reason", SURPLUS_REASON)
+        search.tell(trial, state=TrialState.FAIL)
+        return None
+    return trial
 
 
 def fail_dead_trials(
@@ -135,13 +181,15 @@ def fail_dead_trials(
 
     Gone means: owned by a process of this machine that no longer exists (found at once), or
     silent for longer than the heartbeat grace period (a trial of any machine). This is
-    Optuna's `fail_stale_trials` plus the first test, and it records why.
+    Optuna's `fail_stale_trials` plus the first test, and it records why. When several workers
+    find the same dead trial, exactly one of them gets it back (and retries it).
     """
     study_id = search._study_id
     stale = set(storage._get_stale_trial_ids(study_id))
     dead = []
     for trial in search.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial._trial_id not in stale and not _owner_is_dead(trial):
+        owner = str(trial.user_attrs.get("owner", ""))
+        if trial._trial_id not in stale and not owner_is_dead(owner):
             continue
         try:
             storage.set_trial_user_attr(trial._trial_id, "failure_reason", DEAD_REASON)

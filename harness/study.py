@@ -44,8 +44,11 @@ KNOBS: dict[str, type] = {
     "embedding_dim": int,
     "num_words": int,
     "optimizer": str,
+    "precision": str,  # execution options (harness.execution): how fast, not what is learned
+    "jit_compile": bool,
+    "cudnn": bool,
 }
-_KIND = {int: "an integer", float: "a number", str: "a string"}
+_KIND = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 _METRIC_DIRECTION = {
     "val_accuracy": "maximize",
     "val_loss": "minimize",
@@ -54,7 +57,7 @@ _METRIC_DIRECTION = {
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 Task = Literal["classification", "language_model"]
-Value = int | float | str
+Value = bool | int | float | str  # bool first: pydantic must not read true as 1
 
 
 class _Table(BaseModel):
@@ -331,9 +334,10 @@ class _File(_Table):
                 for key in ("low", "high", "step", "default"):
                     if key not in entry:
                         continue
-                    if KNOBS[name] is str and key != "default":
+                    if KNOBS[name] in (str, bool) and key != "default":
+                        kind = "text" if KNOBS[name] is str else "true/false"
                         raise problem(
-                            (name, key), "expected choices for a text knob", show(entry[key])
+                            (name, key), f"expected choices for a {kind} knob", show(entry[key])
                         )
                     entry[key] = _typed(name, entry[key], (name, key))
                 if isinstance(entry.get("choices"), list):

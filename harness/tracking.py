@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+import time
 import urllib.request
 import warnings
 from pathlib import Path
@@ -24,11 +25,13 @@ from pathlib import Path
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
 import harness
 from harness.errors import BenchError
+from harness.stores import sqlalchemy_url
 
 PARENT_TAG = "mlflow.parentRunId"
 ROLES = ("search", "trial", "retrain", "cross", "report")
@@ -73,7 +76,7 @@ class Tracker:
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
         self.tracking_uri = tracking_uri
         check_reachable(tracking_uri)
-        self.client = MlflowClient(tracking_uri)
+        self.client = MlflowClient(sqlalchemy_url(tracking_uri))
         try:
             found = self.client.get_experiment_by_name(experiment)
         except Exception as error:  # noqa: BLE001 - any failure here means "cannot reach"
@@ -82,17 +85,26 @@ class Tracker:
                 f"received {type(error).__name__}: {str(error).splitlines()[0][:200]}"
             ) from None
         if found is None:
-            location = artifact_root.resolve().as_uri() if artifact_root else None
-            self.experiment_id = self.client.create_experiment(experiment, location)
+            self.experiment_id = self._create_experiment(experiment, artifact_root)
         else:
             self.experiment_id = found.experiment_id
         self.base_tags = {"rnnbench_version": harness.__version__, "git_commit": git_commit()}
 
+    def _create_experiment(self, name: str, artifact_root: Path | None) -> str:
+        """A tracking server keeps the artifacts itself (every worker machine can reach them);
+        a local store keeps them beside the run's other outputs."""
+        remote = self.tracking_uri.startswith(("http://", "https://"))
+        location = artifact_root.resolve().as_uri() if artifact_root and not remote else None
+        try:
+            return self.client.create_experiment(name, location)
+        except MlflowException:  # another worker created it a moment ago
+            return self.client.get_experiment_by_name(name).experiment_id
+
     def find_run(self, **tags: str) -> str | None:
-        """The newest run whose tags all match, for resuming instead of duplicating."""
+        """The oldest run whose tags all match, for resuming instead of duplicating."""
         where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
         runs = self.client.search_runs(
-            [self.experiment_id], where, max_results=1, order_by=["attributes.start_time DESC"]
+            [self.experiment_id], where, max_results=1, order_by=["attributes.start_time ASC"]
         )
         return runs[0].info.run_id if runs else None
 
@@ -104,10 +116,19 @@ class Tracker:
             "backend": backend,
             "optuna_study": optuna_study,
         }
-        run_id = self.find_run(**tags)
-        if run_id is None:
-            run_id = self.start(f"{architecture}/{backend} search", tags)
-        return run_id
+        found = self.find_run(**tags)
+        if found is not None:
+            return found
+        mine = self.start(f"{architecture}/{backend} search", tags)
+        # Workers that start together may each have created one: all keep the oldest.
+        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        created = self.client.search_runs(
+            [self.experiment_id], where, order_by=["attributes.start_time ASC"]
+        )
+        oldest = created[0].info.run_id if created else mine
+        if oldest != mine:
+            self.client.delete_run(mine)
+        return oldest
 
     def start(self, name: str, tags: dict[str, str], parent: str | None = None) -> str:
         all_tags = {**self.base_tags, **tags, **({PARENT_TAG: parent} if parent else {})}
@@ -125,6 +146,19 @@ class Tracker:
         return self.client.search_runs(
             [self.experiment_id], f"{where} and attributes.status = 'FINISHED'"
         )
+
+    def running_runs(self, roles: tuple[str, ...]) -> list[str]:
+        """Runs of these roles still marked RUNNING (live, or orphaned by a killed process)."""
+        found = []
+        for role in roles:
+            runs = self.client.search_runs(
+                [self.experiment_id], f"tags.role = '{role}' and attributes.status = 'RUNNING'"
+            )
+            found += [run.info.run_id for run in runs]
+        return found
+
+    def tag(self, run_id: str, key: str) -> str | None:
+        return self.client.get_run(run_id).data.tags.get(key)
 
     # -- filling a run in, from what its trial process reported -----------------------------
     def log_start(
@@ -146,7 +180,14 @@ class Tracker:
         # MLflow keeps at most 36 characters of a digest; the full sha256 is a param as well.
         data = MetaDataset(source=source, name="imdb", digest=dataset_digest[:36])
         context = [InputTag("mlflow.data.context", "training")]
-        self.client.log_inputs(run_id, [DatasetInput(data._to_mlflow_entity(), context)])
+        inputs = [DatasetInput(data._to_mlflow_entity(), context)]
+        try:
+            self.client.log_inputs(run_id, inputs)
+        except MlflowException:
+            # Two workers logging the dataset's first use at once: one insert wins, the other
+            # fails on the store's unique key. Now that it exists, linking it succeeds.
+            time.sleep(1)
+            self.client.log_inputs(run_id, inputs)
 
     def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
         # Not every store accepts NaN or infinity; a diverged run says so in its tags instead.

@@ -7,17 +7,17 @@ the same batches in the same order; owning the clock and metrics makes their num
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends import get_backend
+from backends import TrainableModel, get_backend
 from harness import tasks
 from harness.config import RunConfig
 from harness.initialization import initial_weights
 from harness.system import peak_resident_memory
-from harness.tasks import TaskData
+from harness.tasks import Split, TaskData
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,25 @@ EpochCallback = Callable[[EpochResult], None]
 BatchCallback = Callable[[int, int], None]  # (batches done, batches per epoch)
 
 
+def train_epoch(
+    model: TrainableModel,
+    split: Split,
+    batches: Iterable[np.ndarray],
+    on_batch: BatchCallback | None = None,
+    total: int = 0,
+) -> tuple[float, float]:
+    """One pass of `train_step` over index `batches` of `split`; the mean loss and accuracy.
+
+    Reading the metrics waits for the device, so a clock read after this call is honest. It is
+    the loop `train` runs and the loop `bench perf` times.
+    """
+    for done, index in enumerate(batches, start=1):
+        model.train_step(split.x[index], split.y[index])
+        if on_batch is not None:
+            on_batch(done, total)
+    return model.take_train_metrics()
+
+
 def train(
     config: RunConfig,
     data: TaskData,
@@ -109,7 +128,7 @@ def train(
     backend.seed(config.seed)
     backend.reset_peak_device_memory()
     started = time.perf_counter()
-    model = backend.build(config.model_spec(), config.optimizer_spec())
+    model = backend.build(config.model_spec(), config.optimizer_spec(), config.execution_options())
     model.set_weights(initial_weights(config.model_spec(), config.seed))
     framework, version = backend.framework()
     result = TrainResult(
@@ -124,13 +143,10 @@ def train(
     batches_per_epoch = -(-len(train_split) // config.batch_size)
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
-        for done, index in enumerate(
-            epoch_batches(len(train_split), config.batch_size, config.seed, epoch), start=1
-        ):
-            model.train_step(train_split.x[index], train_split.y[index])
-            if on_batch is not None:
-                on_batch(done, batches_per_epoch)
-        train_loss, train_accuracy = model.take_train_metrics()  # waits for the device
+        batches = epoch_batches(len(train_split), config.batch_size, config.seed, epoch)
+        train_loss, train_accuracy = train_epoch(
+            model, train_split, batches, on_batch, batches_per_epoch
+        )
         seconds = time.perf_counter() - epoch_start
         if epoch == 1:
             result.time_to_first_epoch = time.perf_counter() - started

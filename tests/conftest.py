@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ("servers",)  # the real-server fixtures: server, postgres
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The full labelled archive (28 MB); BENCH_TEST_DATA points elsewhere, e.g. at aclImdb_v1.tar.gz.
 IMDB_ARCHIVE = Path(

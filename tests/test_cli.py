@@ -135,3 +135,31 @@ def test_unreachable_tracking_server_fails_before_any_training(tmp_path, imdb_sl
     (line,) = error_lines(done)
     assert "--tracking-uri" in line and "did not answer" in line
     assert not (tmp_path / "out" / "jobs").exists()  # no trial was started
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_an_output_folder_that_cannot_be_written_is_one_line(command, tmp_path, imdb_slice):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    storage = ["--storage", f"sqlite:///{tmp_path / 'optuna.db'}"] if command == "worker" else []
+    out = in_the_way / "out"  # cannot be created, even by root
+    done = bench(
+        command, "--study", "imdb-quick", "--out", str(out), "--data", str(imdb_slice), *storage
+    )
+    assert done.returncode == 2
+    (line,) = error_lines(done)
+    assert "--out" in line and "writable" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--study", "imdb-quick", "--workers", "0"], "--workers"),
+        (["worker", "--study", "imdb-quick"], "--storage"),
+    ],
+)
+def test_bad_worker_flags_are_one_line(args, message):
+    done = bench(*args)
+    assert done.returncode == 2
+    (line,) = error_lines(done)
+    assert message in line

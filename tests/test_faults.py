@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 from helpers import REPO, bench
@@ -147,3 +148,56 @@ def test_kill_9_of_the_whole_run_is_detected_and_the_trial_retried(tmp_path, imd
     assert by_trial["0"].info.status == "KILLED"
     assert "process died" in by_trial["0"].data.tags["failure_reason"]
     assert {by_trial[n].info.status for n in ("1", "2")} == {"FINISHED"}
+
+
+def trial_process_of(parent: int) -> int:
+    """The pid of the `harness.trial` process that `bench run` (pid `parent`) is running."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # it ended while we looked
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"harness.trial" in command:
+            return int(entry.name)
+    raise AssertionError("no trial process found")
+
+
+def test_a_killed_trial_process_is_recorded_and_the_study_goes_on(tmp_path, imdb_slice):
+    study, out = tmp_path / "faults.toml", tmp_path / "out"
+    running = start_and_wait_for_training(study, out, imdb_slice)
+    os.kill(trial_process_of(running.pid), signal.SIGKILL)  # what the kernel's OOM killer does
+    deadline = time.monotonic() + 120
+    while not (out / "jobs" / "faults" / "gru" / "torch" / "trial-1" / "process.log").exists():
+        assert time.monotonic() < deadline, "the study did not go on to the next trial"
+        time.sleep(0.5)
+    os.killpg(running.pid, signal.SIGINT)  # the next trial is long too: stop here
+    running.communicate(timeout=120)
+    killed, stopped = trials(out)
+    assert killed.state == TrialState.FAIL
+    assert "killed by SIGKILL (out of memory?)" in killed.user_attrs["failure_reason"]
+    assert "interrupted" in stopped.user_attrs["failure_reason"]
+    by_trial = {r.data.tags["optuna_trial"]: r for r in runs(out)}
+    assert by_trial["0"].info.status == "FAILED"
+    assert "killed by SIGKILL" in by_trial["0"].data.tags["failure_reason"]
+
+
+def test_a_trial_that_runs_out_of_memory_is_recorded_and_the_study_goes_on(tmp_path, imdb_slice):
+    study, out = tmp_path / "faults.toml", tmp_path / "out"
+    text = STUDY.format(epochs=1, learning_rate=SEARCHED_RATE)
+    # A GRU of 2**20 units: its recurrent kernel alone would take 12 TiB, so allocating it raises.
+    huge = "hidden_size = { choices = [1048576, 8], default = 1048576 }"
+    study.write_text(
+        text.replace("hidden_size = { low = 4, high = 16, step = 4, default = 8 }", huge)
+    )
+    done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, *others = trials(out)
+    assert first.state == TrialState.FAIL and first.params["hidden_size"] == 2**20
+    assert "can't allocate memory" in first.user_attrs["failure_reason"]
+    assert others  # the search went on after the failure
+    run = next(r for r in runs(out) if r.data.tags["optuna_trial"] == "0")
+    assert run.info.status == "FAILED" and "allocate" in run.data.tags["failure_reason"]

@@ -7,13 +7,9 @@ tests read MLflow with its client and Optuna with its API, and finally through t
 
 from __future__ import annotations
 
-import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -21,6 +17,7 @@ import pytest
 from helpers import bench
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from servers import free_port, get_json, start_mlflow_server
 
 BACKENDS = ("keras", "torch")
 EPOCH_METRICS = {
@@ -239,45 +236,6 @@ def test_report_compares_both_backends(stores):
     assert "optuna-dashboard sqlite:///" in stores["second_run"].stdout
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def get_json(url: str, body: dict | None = None, wait: float = 60.0) -> dict:
-    """GET (or POST `body`) as JSON, retrying while the server starts."""
-    deadline = time.monotonic() + wait
-    while True:
-        request = urllib.request.Request(
-            url,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return json.load(response)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-@pytest.fixture
-def server():
-    started: list[subprocess.Popen] = []
-
-    def start(*command: str) -> None:
-        started.append(
-            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        )
-
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def test_optuna_dashboard_serves_the_studies(stores, server):
     port = free_port()
     dashboard = Path(sys.executable).with_name("optuna-dashboard")
@@ -296,22 +254,11 @@ def test_optuna_dashboard_serves_the_studies(stores, server):
     assert [t["state"] for t in detail["trials"]] == ["Complete", "Complete", "Pruned"]
 
 
-def test_mlflow_server_serves_the_runs(stores, server):
-    port = free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    server(
-        str(mlflow),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{stores['out'] / 'mlflow.db'}",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
+def test_mlflow_server_serves_the_runs(stores, server, tmp_path):
+    url = start_mlflow_server(
+        server, f"sqlite:///{stores['out'] / 'mlflow.db'}", tmp_path / "artifacts"
     )
-    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    base = f"{url}/api/2.0/mlflow"
     experiment = get_json(f"{base}/experiments/get-by-name?experiment_name=tiny")["experiment"]
     runs = get_json(
         f"{base}/runs/search",

@@ -1,0 +1,63 @@
+"""What each worker slot may use: its own GPU when there are several, its share of the CPU cores.
+
+The parent never imports a framework, so GPUs are found the way the driver reports them
+(``CUDA_VISIBLE_DEVICES`` if the user set it, else ``nvidia-smi``), and the choice reaches the
+trial process through its environment, before the framework starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids trial processes may use; empty on a machine without an NVIDIA GPU."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        listed = subprocess.run(
+            [smi, "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return listed.stdout.split() if listed.returncode == 0 else []
+
+
+def slot_environment(slot: int, workers: int, gpus: list[str]) -> dict[str, str]:
+    """Environment overrides for the trial processes of worker ``slot`` (0-based) of ``workers``.
+
+    One worker keeps the machine as it is. Several share it: each gets its own GPU (round robin
+    when there are more workers than GPUs), and on the CPU an equal share of the cores, since
+    PyTorch's and TensorFlow's thread pools slow down badly when they oversubscribe the cores.
+    A thread count the user set is left alone.
+    """
+    if workers <= 1:
+        return {}
+    environment: dict[str, str] = {}
+    if gpus:
+        environment["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for name in THREAD_VARIABLES:
+        if name not in os.environ:
+            environment[name] = threads
+    if "TF_NUM_INTEROP_THREADS" not in os.environ:
+        environment["TF_NUM_INTEROP_THREADS"] = "1"
+    return environment
+
+
+def describe_slot(environment: dict[str, str]) -> str:
+    """What a slot runs on, for the trial's tags: e.g. ``gpu 1`` or ``1 cpu thread``."""
+    if "CUDA_VISIBLE_DEVICES" in environment:
+        return f"gpu {environment['CUDA_VISIBLE_DEVICES']}"
+    threads = environment.get("OMP_NUM_THREADS")
+    return f"{threads} cpu threads" if threads else "whole machine"

@@ -1,0 +1,43 @@
+"""How a model is executed, as opposed to what it computes: precision, compilation, kernels.
+
+Kept apart from `ModelSpec` on purpose: two runs with the same spec and different execution
+options train the same function, only faster or slower (and, for reduced precision, with
+rounding of their own). The default is the plain path every equivalence test runs on: float32,
+no compiler, the framework's default kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from harness.errors import BenchError
+
+PRECISIONS = ("float32", "bf16", "fp16")
+# PyTorch's CPU LSTM has no fp16 kernel and TensorFlow's CPU fp16 is emulated: refused, not faked.
+FP16_NEEDS_GPU = (
+    "precision: expected float32 or bf16 without a GPU (fp16 needs one); received 'fp16'"
+)
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    precision: str = "float32"  # bf16/fp16: mixed precision (float32 weights, half-width math)
+    jit_compile: bool = False  # torch.compile / TensorFlow XLA on the training step
+    cudnn: bool = True  # cuDNN's fused RNN kernels where the device has them (GPU only)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise BenchError(
+                f"precision: expected one of {', '.join(PRECISIONS)}; received {self.precision!r}"
+            )
+        for name in ("jit_compile", "cudnn"):
+            if not isinstance(getattr(self, name), bool):
+                raise BenchError(
+                    f"{name}: expected true or false; received {getattr(self, name)!r}"
+                )
+
+    def as_params(self) -> dict[str, object]:
+        return asdict(self)
+
+
+PLAIN = ExecutionOptions()

@@ -1,0 +1,232 @@
+"""`bench perf`: what to measure, and the child processes that measure it.
+
+One child process per (backend, architecture), started like a study's trials
+(`python -m harness.perf_measure JOB.json`, JSON lines on stdout, stderr to a log): TensorFlow
+and PyTorch never share a process, and each process's peak memory is its own. The parent only
+plans, relays progress and collects the raw records; `harness.perf_report` turns them into
+tables. Every figure is a median over whole passes of the same batches, the first pass left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from backends import BACKENDS
+from harness.errors import BenchError
+from harness.execution import ExecutionOptions
+from harness.model_spec import ARCHITECTURES
+
+MAIN, SEQUENCE, BATCH, OPTION = "main", "sequence_length", "batch_size", "option"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measurement of one backend: a model shape, a batch shape and execution options."""
+
+    kind: str  # MAIN, SEQUENCE, BATCH or OPTION
+    architecture: str
+    sequence_length: int
+    batch_size: int
+    precision: str = "float32"
+    jit_compile: bool = False
+    cudnn: bool = True
+    option: str = ""  # OPTION points: the fast path's name, e.g. "bf16"
+    needs_gpu: bool = False  # measured only where the framework has a GPU
+    plain: bool = False  # also time the framework's tutorial path on the same batches
+
+    def options(self) -> ExecutionOptions:
+        return ExecutionOptions(self.precision, self.jit_compile, self.cudnn)
+
+
+# Fast paths measured against the plain path: (name, ExecutionOptions fields, GPU only).
+FAST_PATHS: tuple[tuple[str, dict[str, object], bool], ...] = (
+    ("bf16", {"precision": "bf16"}, False),
+    ("fp16", {"precision": "fp16"}, True),  # with loss scaling; no CPU LSTM kernel in PyTorch
+    ("jit_compile", {"jit_compile": True}, False),  # torch.compile / XLA
+    ("cudnn_off", {"cudnn": False}, True),  # the generic kernel, to show what cuDNN buys
+)
+
+
+@dataclass(frozen=True)
+class PerfPlan:
+    architectures: tuple[str, ...] = ARCHITECTURES
+    backends: tuple[str, ...] = tuple(BACKENDS)
+    steps: int = 10  # batches per pass
+    passes: int = 5  # measured passes, after one warm-up pass
+    sequence_length: int = 200  # the shape of the main table
+    batch_size: int = 64
+    hidden_size: int = 64
+    embedding_dim: int = 32
+    num_words: int = 10_000
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    scaling_architectures: tuple[str, ...] = ("lstm",)
+    sequence_lengths: tuple[int, ...] = (100, 200, 500, 1000)
+    batch_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    option_architectures: tuple[str, ...] = ARCHITECTURES
+
+    def __post_init__(self) -> None:
+        for name, valid in (("architectures", ARCHITECTURES), ("backends", tuple(BACKENDS))):
+            chosen = getattr(self, name)
+            if not chosen:
+                raise BenchError(f"{name}: expected at least one; received none")
+            for item in chosen:
+                if item not in valid:
+                    raise BenchError(
+                        f"{name}: expected one of {', '.join(valid)}; received {item!r}"
+                    )
+        for name in ("steps", "passes", "sequence_length", "batch_size", "threads"):
+            if getattr(self, name) < 1:
+                raise BenchError(f"{name}: expected >= 1; received {getattr(self, name)}")
+        for name in ("sequence_lengths", "batch_sizes"):
+            if any(value < 1 for value in getattr(self, name)):
+                raise BenchError(f"{name}: expected values >= 1; received {getattr(self, name)}")
+
+    def points(self, architecture: str) -> list[Point]:
+        """Every measurement of one architecture, on whichever backend runs them."""
+        base = Point(MAIN, architecture, self.sequence_length, self.batch_size)
+        points = [replace(base, plain=True)]
+        if architecture in self.scaling_architectures:
+            points += [
+                replace(base, kind=SEQUENCE, sequence_length=n) for n in self.sequence_lengths
+            ]
+            points += [replace(base, kind=BATCH, batch_size=n) for n in self.batch_sizes]
+        if architecture in self.option_architectures:
+            points += [
+                replace(base, kind=OPTION, option=name, needs_gpu=gpu, **fields)  # type: ignore[arg-type]
+                for name, fields, gpu in FAST_PATHS
+            ]
+        return points
+
+    def reviews_needed(self) -> int:
+        return self.steps * max(self.batch_size, *self.batch_sizes)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def quick_plan(**overrides: object) -> PerfPlan:
+    """Small enough for a 2-core CPU in a few minutes: fewer steps, points and one architecture
+    for scaling and fast paths."""
+    quick = {
+        "steps": 6,
+        "passes": 3,
+        "sequence_lengths": (100, 200, 400),
+        "batch_sizes": (32, 64, 128, 256),
+        "option_architectures": ("lstm",),
+    }
+    return PerfPlan(**{**quick, **overrides})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PerfJob:
+    """What one child process measures: one backend, one architecture, its points in order."""
+
+    backend: str
+    architecture: str
+    points: list[dict[str, object]]
+    plan: dict[str, object]
+    data: str  # the resolved dataset source
+
+    def write(self, folder: Path) -> Path:
+        path = folder / f"{self.backend}-{self.architecture}.json"
+        path.write_text(json.dumps(asdict(self), indent=1))
+        return path
+
+
+EventHandler = Callable[[dict], None]
+
+
+def run_job(job: PerfJob, folder: Path, on_event: EventHandler) -> list[dict]:
+    """Run one job in a child process with the plan's thread cap; its records, in order."""
+    job_path = job.write(folder)
+    log_path = job_path.with_suffix(".log")
+    threads = str(job.plan["threads"])
+    # Set before the framework starts, so that every thread pool (OpenMP's, oneDNN's,
+    # TensorFlow's) is capped the same way in both frameworks; the backends cap their own too.
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    records: list[dict] = []
+    with log_path.open("w") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "harness.perf_measure", str(job_path)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            bufsize=1,
+            env=env,
+        )
+        assert child.stdout is not None
+        for line in child.stdout:
+            if not line.startswith("{"):
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a framework printed something brace-shaped; not ours
+            on_event(event)
+            if event["event"] in ("machine", "result"):
+                records.append(event)
+        returncode = child.wait()
+    if returncode != 0:
+        lines = log_path.read_text().strip().splitlines() or ["no output"]
+        raise BenchError(
+            f"perf measurement {job.backend}/{job.architecture} failed (exit code {returncode}): "
+            f"{lines[-1][:300]}; log: {log_path}"
+        )
+    return records
+
+
+def run_plan(plan: PerfPlan, data: Path, folder: Path, on_event: EventHandler) -> list[dict]:
+    """Every (backend, architecture) job of the plan, one process each, backends interleaved
+    per architecture so that a drifting machine load affects both frameworks alike."""
+    folder.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    for architecture in plan.architectures:
+        points = [asdict(point) for point in plan.points(architecture)]
+        for backend in plan.backends:
+            job = PerfJob(backend, architecture, points, plan.as_dict(), str(data))
+            records += run_job(job, folder, on_event)
+    return records
+
+
+def total_points(plan: PerfPlan) -> int:
+    return sum(len(plan.points(a)) for a in plan.architectures) * len(plan.backends)
+
+
+def build_plan(quick: bool, overrides: dict[str, object]) -> PerfPlan:
+    """The full or quick plan with the command line's choices; scaling and fast paths follow
+    the chosen architectures (LSTM when it is among them)."""
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    architectures = tuple(chosen.get("architectures", ARCHITECTURES))  # type: ignore[arg-type]
+    focus = ("lstm",) if "lstm" in architectures else architectures[:1]
+    chosen.setdefault("scaling_architectures", focus)
+    if quick:
+        chosen.setdefault("option_architectures", focus)
+        return quick_plan(**chosen)
+    return PerfPlan(**chosen)  # type: ignore[arg-type]
+
+
+def run_perf(console, quick: bool, out: Path, data: Path | None, overrides: dict) -> None:
+    """`bench perf`: plan, measure in child processes with a progress bar, write the report."""
+    from harness.console import PerfProgress
+    from harness.datasource import resolve_source
+    from harness.imdb import load_corpus
+    from harness.perf_report import write
+
+    plan = build_plan(quick, overrides)
+    source = resolve_source(data)
+    load_corpus(source)  # tokenise once, here; the measuring processes reuse the cache
+    try:
+        (out / "jobs").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BenchError(f"--out: expected a writable folder; received {out} ({error})") from None
+    with PerfProgress(console, total_points(plan)) as progress:
+        records = run_plan(plan, source, out / "jobs", progress)
+    command = "bench perf" + (" --quick" if quick else "")
+    for path in write(records, plan, command, out):
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)

@@ -1,0 +1,25 @@
+"""Database URLs, as the user writes them and as SQLAlchemy (under Optuna and MLflow) needs them."""
+
+from __future__ import annotations
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://...`` with the psycopg 3 driver that rnnbench installs.
+
+    SQLAlchemy's default PostgreSQL driver is psycopg2, which is not a dependency; naming the
+    driver lets users paste the URL their database administrator gave them.
+    """
+    for scheme in POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def engine_options(url: str) -> dict[str, object]:
+    """Connection settings for many writers: several workers and their trial processes."""
+    options: dict[str, object] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        options["connect_args"] = {"timeout": 60}  # wait for a writer instead of failing at 5 s
+    return options

@@ -1,0 +1,149 @@
+"""Real servers on loopback for the tests: PostgreSQL, `mlflow server`, `optuna-dashboard`.
+
+PostgreSQL comes from Debian's `postgresql` package (`.ci/run` installs it). The fixture makes
+a throw-away cluster in a temporary folder, listening on 127.0.0.1 only, and removes it after.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url: str, body: dict | None = None, wait: float = 60.0) -> dict:
+    """GET (or POST `body`) as JSON, retrying while the server starts."""
+    deadline = time.monotonic() + wait
+    while True:
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def server():
+    """Start server processes for one test; they are stopped when it ends."""
+    started: list[subprocess.Popen] = []
+
+    def start(*command: str) -> subprocess.Popen:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def start_mlflow_server(start, backend_store_uri: str, artifacts: Path) -> str:
+    """`mlflow server` on a free loopback port, proxying artifacts; returns its URL once up."""
+    port = free_port()
+    start(
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    )
+    url = f"http://127.0.0.1:{port}"
+    get_json(f"{url}/api/2.0/mlflow/experiments/search", {"max_results": 1}, wait=120)
+    return url
+
+
+@dataclass(frozen=True)
+class Postgres:
+    port: int
+    user: str = "bench"
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server on loopback, for the whole test session."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        message = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
+        if os.environ.get("RNNBENCH_REQUIRE_POSTGRES"):
+            pytest.fail(message)  # CI installs it: a missing server there is a failure
+        pytest.skip(message)
+    folder = Path(tempfile.mkdtemp(prefix="rnnbench-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as Debian's postgres user
+        account = pwd.getpwnam("postgres")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = folder / "data", free_port()
+
+    def pg(*command: str) -> None:
+        subprocess.run([*as_user, *command], check=True, capture_output=True, timeout=120)
+
+    pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "bench", "-A", "trust", "--no-sync")
+    options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c max_connections=200"
+    pg(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(folder / "log"),
+        "-o",
+        options,
+        "-w",
+        "start",
+    )
+    try:
+        yield Postgres(port)
+    finally:
+        pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,244 @@
+"""Parallel and distributed studies: workers share one Optuna storage and one MLflow store.
+
+The distributed test is the production set-up on loopback: a real PostgreSQL server holds both
+the Optuna storage and the backend store of a real `mlflow server`, and three `bench worker`
+processes (three machines, as far as rnnbench can tell) share a study's budget of 9 trials.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from helpers import REPO, bench
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from servers import start_mlflow_server
+
+from harness.search import open_storage
+
+STUDY = """
+[study]
+name = "{name}"
+architectures = ["gru"]
+backends = ["torch"]
+epochs = {epochs}
+
+[budget]
+trials = {trials}
+
+[objective]
+metric = "val_accuracy"
+direction = "maximize"
+
+[pruner]
+type = "none"
+
+[data]
+subset = 200
+
+[retrain]
+seeds = 1
+cross_backend = false
+
+[fixed]
+num_words = 1000
+embedding_dim = 8
+sequence_length = 32
+
+[search]
+hidden_size = {{ low = 4, high = 16, step = 4, default = 8 }}
+learning_rate = {{ low = 1e-3, high = 1e-2, log = true, default = 3e-3 }}
+"""
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def write_study(folder: Path, name: str, epochs: int, trials: int) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(STUDY.format(name=name, epochs=epochs, trials=trials))
+    return path
+
+
+def start_worker(study: Path, out: Path, storage: str, tracking: str, data: Path):
+    """`bench worker` as its own process group, as if on a machine of its own."""
+    command = [sys.executable, "-m", "harness", "worker", "--study", str(study)]
+    command += ["--storage", storage, "--tracking-uri", tracking]
+    command += ["--out", str(out), "--data", str(data)]
+    log = (out.parent / f"{out.name}.log").open("w")
+    # One thread per trial: three workers share two cores here, like machines would not.
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=environment,
+        start_new_session=True,
+    )
+
+
+def trial_runs(tracking: str, study: str) -> list:
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name(study).experiment_id
+    return client.search_runs([experiment], "tags.role = 'trial'", max_results=1000)
+
+
+def overlapping(runs: list) -> int:
+    """The most runs that were in progress at the same moment."""
+    edges = sorted([(r.info.start_time, 1) for r in runs] + [(r.info.end_time, -1) for r in runs])
+    most = current = 0
+    for _, step in edges:
+        current += step
+        most = max(most, current)
+    return most
+
+
+def wait_all(workers: list[subprocess.Popen], folder: Path) -> None:
+    for number, worker in enumerate(workers):
+        code = worker.wait(timeout=600)
+        log = (folder / f"w{number}.log").read_text() if code else ""
+        assert code == 0, f"worker {number} exited {code}: {log[-2000:]}"
+
+
+def test_workers_starting_together_on_an_empty_database_all_get_the_storage(postgres):
+    """Each worker creates Optuna's tables if missing: on PostgreSQL all but one lose that race."""
+    url = postgres.create_database("fresh")
+    start, errors = threading.Barrier(8), []
+
+    def connect() -> None:
+        start.wait()
+        try:
+            open_storage(url).get_all_studies()
+        except Exception as error:  # noqa: BLE001 - the assertion below shows which
+            errors.append(error)
+
+    threads = [threading.Thread(target=connect) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+
+
+def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
+    tmp_path, imdb_slice, postgres, server
+):
+    storage = postgres.create_database("optuna")
+    tracking = start_mlflow_server(
+        server,
+        postgres.create_database("mlflow").replace("postgresql", "postgresql+psycopg"),
+        tmp_path / "artifacts",
+    )
+
+    # Three workers, one budget: exactly 9 trials finish, each tracked once.
+    study = write_study(tmp_path, "shared", epochs=1, trials=9)
+    workers = [
+        start_worker(study, tmp_path / f"w{n}", storage, tracking, imdb_slice) for n in range(3)
+    ]
+    wait_all(workers, tmp_path)
+    trials = optuna.load_study(study_name="shared/gru/torch", storage=storage).trials
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) == 9
+    surplus = [t for t in trials if t.state not in FINISHED]
+    assert all("surplus" in t.user_attrs["failure_reason"] for t in surplus)  # never ran
+    runs = trial_runs(tracking, "shared")
+    assert len(runs) == 9 and {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == sorted(
+        t.number for t in finished
+    )  # one run per finished trial: no duplicates, none missing
+    assert len({r.data.tags["owner"] for r in runs}) >= 2  # the work was shared...
+    assert overlapping(runs) >= 2  # ...and done at the same time
+    # The report reads the searches back from PostgreSQL and the server.
+    report = bench(
+        "report",
+        "--study",
+        str(study),
+        "--storage",
+        storage,
+        "--tracking-uri",
+        tracking,
+        "--out",
+        str(tmp_path / "report"),
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "report" / "report" / "report.csv", index_col="architecture")
+    counted = table.loc["gru", ["trials_complete torch", "trials_pruned torch"]].sum()
+    assert counted == 9
+
+    # Kill one worker (and its trial process) in the middle of a trial: the others retry it.
+    study = write_study(tmp_path, "killed", epochs=60, trials=9)
+    workers = [
+        start_worker(study, tmp_path / f"k{n}", storage, tracking, imdb_slice) for n in range(3)
+    ]
+    victim = f"{os.uname().nodename}:{workers[0].pid}"
+    deadline = time.monotonic() + 300
+    while True:  # until the victim's trial has reported at least one epoch
+        assert time.monotonic() < deadline, "the first worker never got a trial going"
+        try:
+            search = optuna.load_study(study_name="killed/gru/torch", storage=storage)
+        except KeyError:  # not created yet
+            time.sleep(0.3)
+            continue
+        if any(
+            t.state == TrialState.RUNNING
+            and t.user_attrs.get("owner") == victim
+            and t.intermediate_values
+            for t in search.get_trials(deepcopy=False)
+        ):
+            break
+        time.sleep(0.3)
+    os.killpg(workers[0].pid, signal.SIGKILL)
+    workers[0].wait(timeout=30)
+    for number, worker in enumerate(workers[1:], start=1):
+        assert worker.wait(timeout=600) == 0, (tmp_path / f"k{number}.log").read_text()[-2000:]
+
+    trials = optuna.load_study(study_name="killed/gru/torch", storage=storage).trials
+    assert sum(t.state in FINISHED for t in trials) == 9
+    (dead,) = [
+        t for t in trials if t.user_attrs.get("owner") == victim and t.state == TrialState.FAIL
+    ]
+    assert "process died" in dead.user_attrs["failure_reason"]
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == dead.number]
+    assert retry.state in FINISHED and retry.params == dead.params
+    runs = trial_runs(tracking, "killed")
+    by_trial = Counter(r.data.tags["optuna_trial"] for r in runs)
+    assert set(by_trial.values()) == {1}  # no trial tracked twice
+    statuses = Counter(r.info.status for r in runs)
+    assert statuses == {"FINISHED": 9, "KILLED": 1}
+    (closed,) = [r for r in runs if r.info.status == "KILLED"]
+    assert closed.data.tags["optuna_trial"] == str(dead.number)
+    assert "process died" in closed.data.tags["failure_reason"]
+
+
+def test_bench_run_with_two_workers_runs_trials_side_by_side(tmp_path, imdb_slice):
+    study = write_study(tmp_path, "pair", epochs=2, trials=4)
+    out = tmp_path / "out"
+    done = bench(
+        "run",
+        "--study",
+        str(study),
+        "--out",
+        str(out),
+        "--data",
+        str(imdb_slice),
+        "--workers",
+        "2",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    storage = f"sqlite:///{out / 'optuna.db'}"
+    trials = optuna.load_study(study_name="pair/gru/torch", storage=storage).trials
+    assert sum(t.state in FINISHED for t in trials) == 4
+    runs = trial_runs(f"sqlite:///{out / 'mlflow.db'}", "pair")
+    assert len(runs) == 4 and overlapping(runs) == 2
+    # Each slot gets its share of the two cores, recorded with the run.
+    share = max(1, (os.cpu_count() or 1) // 2)
+    slots = {r.data.tags["worker_slot"] for r in runs}
+    assert slots == {f"0 ({share} cpu threads)", f"1 ({share} cpu threads)"}
