@@ -67,9 +67,11 @@ def write_study(folder: Path, name: str, epochs: int, trials: int) -> Path:
     return path
 
 
-def start_worker(study: Path, out: Path, storage: str, tracking: str, data: Path):
-    """`bench worker` as its own process group, as if on a machine of its own."""
-    command = [sys.executable, "-m", "harness", "worker", "--study", str(study)]
+def start_worker(
+    study: Path, out: Path, storage: str, tracking: str, data: Path, role: str = "worker"
+):
+    """`bench worker` (or the main machine's `bench run`) as if on a machine of its own."""
+    command = [sys.executable, "-m", "harness", role, "--study", str(study)]
     command += ["--storage", storage, "--tracking-uri", tracking]
     command += ["--out", str(out), "--data", str(data)]
     log = (out.parent / f"{out.name}.log").open("w")
@@ -138,10 +140,12 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
         tmp_path / "artifacts",
     )
 
-    # Three workers, one budget: exactly 9 trials finish, each tracked once.
+    # The README's set-up: the main machine's `bench run` and two `bench worker`s share one
+    # budget; exactly 9 trials finish, each tracked once.
     study = write_study(tmp_path, "shared", epochs=1, trials=9)
     workers = [
-        start_worker(study, tmp_path / f"w{n}", storage, tracking, imdb_slice) for n in range(3)
+        start_worker(study, tmp_path / f"w{n}", storage, tracking, imdb_slice, role)
+        for n, role in enumerate(["run", "worker", "worker"])
     ]
     wait_all(workers, tmp_path)
     trials = optuna.load_study(study_name="shared/gru/torch", storage=storage).trials
@@ -156,7 +160,11 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
     )  # one run per finished trial: no duplicates, none missing
     assert len({r.data.tags["owner"] for r in runs}) >= 2  # the work was shared...
     assert overlapping(runs) >= 2  # ...and done at the same time
-    # The report reads the searches back from PostgreSQL and the server.
+    # `bench run` re-trained the best trial and reported the shared search...
+    table = pd.read_csv(tmp_path / "w0" / "report" / "report.csv", index_col="architecture")
+    assert table.loc["gru", ["trials_complete torch", "trials_pruned torch"]].sum() == 9
+    assert table.loc["gru", "retrain_runs torch"] == 1
+    # ...and `bench report` on another machine reads it back from PostgreSQL and the server.
     report = bench(
         "report",
         "--study",
