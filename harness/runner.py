@@ -34,6 +34,7 @@ from harness import search
 from harness.devices import describe_slot, slot_environment, visible_gpus
 from harness.errors import BenchError
 from harness.ownership import owner_is_dead, owner_tag
+from harness.stores import sqlite_lock
 from harness.study import Study
 from harness.tracking import Tracker
 from harness.trial import COMPLETE, FAIL, PRUNED, Outcome, TrialJob
@@ -165,9 +166,10 @@ class StudyRunner:
         self.gpus = visible_gpus()
         self.children = ChildProcesses()
         self.stopping = threading.Event()  # set on Ctrl-C: no new work, running work closed
-        # SQLite cannot lock the row of a queued trial, so two threads could both take it;
-        # PostgreSQL can (between machines, the storage alone keeps claims apart).
+        # SQLite cannot lock the row of a queued trial, so two slots or processes could both
+        # take it; PostgreSQL can (between machines, the storage alone keeps claims apart).
         self.claiming = threading.Lock()
+        self.claiming_file = sqlite_lock(places.storage_url)
 
     def run(self) -> None:
         """`bench run`: every search to its budget, then the re-trainings."""
@@ -258,9 +260,12 @@ class StudyRunner:
 
     def recover_dead_trials(self, opened: Search) -> None:
         """Close the runs of trials whose process died, and queue their params again."""
-        for dead in search.fail_dead_trials(opened.optuna_study, self.storage):
+        with self.claiming, self.claiming_file:  # one retry per dead trial, also on SQLite
+            dead_trials = search.fail_dead_trials(opened.optuna_study, self.storage)
+            for dead in dead_trials:
+                opened.optuna_study.enqueue_trial(dead.params, user_attrs={"retry_of": dead.number})
+        for dead in dead_trials:
             self.close_dead_trial_run(dead)
-            opened.optuna_study.enqueue_trial(dead.params, user_attrs={"retry_of": dead.number})
             self.on_event({"event": "dead_trial", "name": opened.name, "trial": dead.number})
 
     def work_on(self, searches: list[Search], slot: int, deadline: float | None) -> None:
@@ -281,7 +286,7 @@ class StudyRunner:
                 if tally.finished >= budget or out_of_time or given_up:
                     self.close_search(opened)
                     continue
-                with self.claiming:
+                with self.claiming, self.claiming_file:
                     trial = search.claim_trial(opened.optuna_study, budget)
                 if trial is not None:
                     self.run_trial(opened, trial, slot)

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from harness.errors import BenchError
 from harness.ownership import owner_is_dead
-from harness.stores import engine_options, sqlalchemy_url
+from harness.stores import engine_options, sqlalchemy_url, sqlite_lock
 from harness.study import Knob, Pruner, Study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # rnnbench shows its own progress
@@ -30,6 +30,8 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DEAD_REASON = "its process died (killed, or the machine stopped); retried with the same params"
 SURPLUS_REASON = "surplus: other workers filled the trial budget at the same moment; not run"
+SECOND_DEFAULTS_REASON = "surplus: another worker queued the study defaults at the same moment"
+DEFAULTS = {"enqueued": "study defaults"}  # the user attribute of the defaults' queued trial
 HEARTBEAT_SECONDS = 10  # a trial process proves it is alive this often (see `fail_stale_trials`)
 GRACE_SECONDS = 60  # silence after which a RUNNING trial is taken for dead
 
@@ -41,17 +43,19 @@ def optuna_study_name(study: Study, architecture: str, backend: str) -> str:
 def open_storage(url: str, attempts: int = 8) -> optuna.storages.RDBStorage:
     """An RDB storage (SQLite or PostgreSQL) whose trials send heartbeats.
 
-    Workers that start together on an empty database all try to create Optuna's tables; the
-    losers of that race get an IntegrityError or ProgrammingError and simply try again.
+    Workers that start together on an empty database all try to create Optuna's tables. On
+    PostgreSQL the losers of that race get an IntegrityError or ProgrammingError and simply try
+    again; on SQLite they take turns.
     """
     for attempt in range(1, attempts + 1):
         try:
-            return optuna.storages.RDBStorage(
-                sqlalchemy_url(url),
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                engine_kwargs=engine_options(url),
-            )
+            with sqlite_lock(url):
+                return optuna.storages.RDBStorage(
+                    sqlalchemy_url(url),
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    engine_kwargs=engine_options(url),
+                )
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
             if attempt == attempts:
                 raise _unreachable(url, error) from None
@@ -105,9 +109,7 @@ def open_search(
     if not search.trials:
         defaults = {k: v.default for k, v in study.search.items()}
         # Workers starting together may all get here: only the first one's copy is queued.
-        search.enqueue_trial(
-            defaults, user_attrs={"enqueued": "study defaults"}, skip_if_exists=True
-        )
+        search.enqueue_trial(defaults, user_attrs=DEFAULTS, skip_if_exists=True)
     return search
 
 
@@ -150,7 +152,11 @@ class Tally:
 
 
 def _is_surplus(trial: optuna.trial.FrozenTrial) -> bool:
-    return trial.user_attrs.get("failure_reason") == SURPLUS_REASON
+    return trial.user_attrs.get("failure_reason") in (SURPLUS_REASON, SECOND_DEFAULTS_REASON)
+
+
+def _is_defaults(trial: optuna.trial.FrozenTrial | optuna.Trial) -> bool:
+    return trial.user_attrs.get("enqueued") == DEFAULTS["enqueued"]
 
 
 def claim_trial(search: optuna.Study, budget: int) -> optuna.Trial | None:
@@ -165,10 +171,16 @@ def claim_trial(search: optuna.Study, budget: int) -> optuna.Trial | None:
     if tally.finished + tally.running >= budget:
         return None
     trial = search.ask()
+    trials = search.get_trials(deepcopy=False)
     live = (*FINISHED, TrialState.RUNNING)
-    ahead = sum(t.number < trial.number for t in search.get_trials(deepcopy=False, states=live))
+    ahead = sum(t.number < trial.number and t.state in live for t in trials)
+    reason = None
     if ahead >= budget:
-        trial.set_user_attr("failure_reason", SURPLUS_REASON)
+        reason = SURPLUS_REASON
+    elif _is_defaults(trial) and any(t.number < trial.number and _is_defaults(t) for t in trials):
+        reason = SECOND_DEFAULTS_REASON  # workers that start together each queue the defaults
+    if reason is not None:
+        trial.set_user_attr("failure_reason", reason)
         search.tell(trial, state=TrialState.FAIL)
         return None
     return trial

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
+from filelock import FileLock
+from sqlalchemy.engine import make_url
+
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -23,3 +28,16 @@ def engine_options(url: str) -> dict[str, object]:
     if url.startswith("sqlite"):
         options["connect_args"] = {"timeout": 60}  # wait for a writer instead of failing at 5 s
     return options
+
+
+def sqlite_lock(url: str) -> contextlib.AbstractContextManager[object]:
+    """A lock file beside an SQLite database, for what SQLite cannot keep apart by itself.
+
+    Processes sharing one file race to create its tables (MLflow's migrations and Optuna's
+    schema fail on the loser's side) and to take a queued trial (SQLite cannot lock its row).
+    PostgreSQL needs none of this, so other URLs get a no-op.
+    """
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:":
+        return contextlib.nullcontext()
+    return FileLock(database + ".lock")

@@ -31,7 +31,7 @@ from mlflow.utils.time import get_current_time_millis
 
 import harness
 from harness.errors import BenchError
-from harness.stores import sqlalchemy_url
+from harness.stores import sqlalchemy_url, sqlite_lock
 
 PARENT_TAG = "mlflow.parentRunId"
 ROLES = ("search", "trial", "retrain", "cross", "report")
@@ -76,9 +76,10 @@ class Tracker:
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
         self.tracking_uri = tracking_uri
         check_reachable(tracking_uri)
-        self.client = MlflowClient(sqlalchemy_url(tracking_uri))
         try:
-            found = self.client.get_experiment_by_name(experiment)
+            with sqlite_lock(tracking_uri):  # the first process to open a new store creates it
+                self.client = MlflowClient(sqlalchemy_url(tracking_uri))
+                found = self.client.get_experiment_by_name(experiment)
         except Exception as error:  # noqa: BLE001 - any failure here means "cannot reach"
             raise BenchError(
                 f"tracking store {tracking_uri}: expected a reachable MLflow store; "

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from servers import start_mlflow_server
 
-from harness.search import open_storage
+from harness.search import DEFAULTS, claim_trial, open_storage
 
 STUDY = """
 [study]
@@ -128,6 +128,59 @@ def test_workers_starting_together_on_an_empty_database_all_get_the_storage(post
     for thread in threads:
         thread.join(timeout=120)
     assert errors == []
+
+
+def test_a_second_copy_of_the_defaults_is_handed_back_unrun():
+    """Two workers opening a new search together may each queue the study defaults."""
+    shared = optuna.create_study()
+    for _ in range(2):
+        shared.enqueue_trial({"x": 1.0}, user_attrs=DEFAULTS)
+    first = claim_trial(shared, budget=3)
+    assert first is not None and first.user_attrs == DEFAULTS
+    assert claim_trial(shared, budget=3) is None  # the copy: closed as surplus, never run
+    third = claim_trial(shared, budget=3)
+    assert third is not None and third.number == 2 and not third.user_attrs
+    assert claim_trial(shared, budget=2) is None  # two running fill a budget of two
+    copy = shared.trials[1]
+    assert copy.state == TrialState.FAIL and "surplus" in copy.user_attrs["failure_reason"]
+
+
+CLAIMER = """
+import sys, time, optuna
+from harness.search import claim_trial, open_storage
+from harness.stores import sqlite_lock
+url, start = sys.argv[1], float(sys.argv[2])
+search = optuna.load_study(study_name="queue", storage=open_storage(url))
+time.sleep(max(0.0, start - time.time()))
+for _ in range(10):
+    with sqlite_lock(url):
+        print(claim_trial(search, budget=1000).number, flush=True)
+"""
+
+
+def test_processes_on_one_sqlite_file_never_take_the_same_queued_trial(tmp_path):
+    """Without the lock file, four processes took several queued trials twice here."""
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    queue = optuna.create_study(study_name="queue", storage=open_storage(url))
+    for x in range(40):
+        queue.enqueue_trial({"x": float(x)})
+    start = time.time() + 8  # all four ask at the same moment, once imported
+    claimers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, url, str(start)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    taken = []
+    for claimer in claimers:
+        out, err = claimer.communicate(timeout=120)
+        assert claimer.returncode == 0, err[-2000:]
+        taken += [int(number) for number in out.split()]
+    assert sorted(taken) == list(range(40))
 
 
 def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
@@ -250,3 +303,26 @@ def test_bench_run_with_two_workers_runs_trials_side_by_side(tmp_path, imdb_slic
     share = max(1, (os.cpu_count() or 1) // 2)
     slots = {r.data.tags["worker_slot"] for r in runs}
     assert slots == {f"0 ({share} cpu threads)", f"1 ({share} cpu threads)"}
+
+
+def test_worker_processes_sharing_one_sqlite_file_never_run_a_trial_twice(tmp_path, imdb_slice):
+    """Two `bench worker`s on one machine, sharing SQLite files instead of a database server.
+
+    Both create the new stores at once (MLflow's migrations failed on the loser's side until
+    they took turns) and both want the queued study defaults first.
+    """
+    study = write_study(tmp_path, "local", epochs=1, trials=4)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    workers = [
+        start_worker(study, tmp_path / f"w{n}", storage, tracking, imdb_slice) for n in range(2)
+    ]
+    wait_all(workers, tmp_path)
+    trials = optuna.load_study(study_name="local/gru/torch", storage=storage).trials
+    assert sum(t.state in FINISHED for t in trials) == 4
+    defaults = [t for t in trials if t.user_attrs.get("enqueued") == "study defaults"]
+    assert [t.state in FINISHED for t in defaults].count(True) == 1  # run once, however queued
+    runs = trial_runs(tracking, "local")
+    by_trial = Counter(r.data.tags["optuna_trial"] for r in runs)
+    assert len(runs) == 4 and set(by_trial.values()) == {1}  # each trial ran, and ran once
+    assert len({r.data.tags["owner"] for r in runs}) == 2
