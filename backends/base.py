@@ -25,6 +25,7 @@ Weights cross the interface in the canonical layout of `harness.model_spec.weigh
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 
@@ -123,11 +124,14 @@ class Backend(ABC):
         y: np.ndarray,
         batch_size: int,
         epochs: int,
+        after_epoch: Callable[[], None] | None = None,
     ) -> list[float]:
         """Seconds per epoch of the same model trained the tutorial way on ``x``, ``y`` in order.
 
-        No harness code runs inside: Keras's ``model.fit`` on the numpy arrays, PyTorch's
-        ``DataLoader`` and a bare optimiser loop. The baseline of `bench perf`.
+        No harness code runs inside the clock: Keras's ``model.fit`` on the numpy arrays,
+        PyTorch's ``DataLoader`` and a bare optimiser loop. The baseline of `bench perf`.
+        ``after_epoch`` runs between epochs, outside the clock: `bench perf` times a harness
+        pass there, so the two paths alternate and a drifting machine load hits both alike.
         """
 
     @abstractmethod

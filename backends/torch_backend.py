@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -86,6 +87,16 @@ def _keras_gate_order(spec: ModelSpec, matrix: np.ndarray) -> np.ndarray:
     return np.concatenate([r, z, h], axis=-1)
 
 
+def _cpu_lstm_has_bf16(spec: ModelSpec) -> bool:
+    """PyTorch runs a CPU LSTM under bf16 autocast on oneDNN, which fails mid-step on a CPU
+    without bf16 instructions; SimpleRNN and GRU have a fallback. Asked up front, so the user
+    gets one line instead of a traceback from the first batch."""
+    if spec.architecture not in ("lstm", "bilstm"):
+        return True
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return probe is None or bool(probe())
+
+
 class TorchModel(TrainableModel):
     def __init__(
         self,
@@ -99,6 +110,11 @@ class TorchModel(TrainableModel):
         self.options = options
         if options.precision == "fp16" and device.type != "cuda":
             raise BenchError(FP16_NEEDS_GPU)
+        if options.precision == "bf16" and device.type == "cpu" and not _cpu_lstm_has_bf16(spec):
+            raise BenchError(
+                "precision: expected float32 for a PyTorch LSTM on this CPU (its bf16 LSTM "
+                "kernel, oneDNN's, needs AVX-512 BF16 or AMX); received 'bf16'"
+            )
         self.module = RecurrentNetwork(spec).to(device)
         # The compiled wrapper shares the module's parameters; eager code keeps using `module`.
         self.network = torch.compile(self.module) if options.jit_compile else self.module
@@ -322,6 +338,7 @@ class TorchBackend(Backend):
         y: np.ndarray,
         batch_size: int,
         epochs: int,
+        after_epoch: Callable[[], None] | None = None,
     ) -> list[float]:
         """The loop of PyTorch's tutorials: DataLoader, zero_grad, forward, loss, backward, step.
 
@@ -359,6 +376,8 @@ class TorchBackend(Backend):
                 opt.step()
             self.synchronize()
             seconds.append(time.perf_counter() - started)
+            if after_epoch is not None:
+                after_epoch()
         return seconds
 
     def reset_peak_device_memory(self) -> None:

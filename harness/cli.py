@@ -192,12 +192,12 @@ def run_study(
 
     Re-running the same command resumes: finished trials and runs are kept, not repeated.
     """
-    from harness.console import print_run_summary
-    from harness.report import build_report, print_report
-
     definition, places = _run_with_progress(
         study, out, storage, tracking_uri, data, workers, retrain=True
     )
+    from harness.console import print_run_summary
+    from harness.report import build_report, print_report
+
     report = build_report(
         definition, places.tracking_uri, places.storage_url, places.out / "report"
     )
@@ -242,14 +242,16 @@ def _run_with_progress(
 ) -> tuple[Study, RunPlaces]:
     """The shared body of `bench run` and `bench worker`: searches (and re-trainings) with
     live progress; Ctrl-C or SIGTERM closes the running work as interrupted and exits 130."""
-    from harness.console import StudyProgress
     from harness.datasource import resolve_source
-    from harness.imdb import load_corpus
-    from harness.runner import StudyRunner, default_places, planned_jobs
     from harness.study import load_study
 
+    # Input first: a broken study file or data path is reported before the heavy imports.
     definition = load_study(study)
     source = resolve_source(data)
+    from harness.console import StudyProgress
+    from harness.imdb import load_corpus
+    from harness.runner import StudyRunner, default_places, planned_jobs
+
     places = default_places(definition, out, source, storage, tracking_uri)
     load_corpus(source)  # tokenise once, here, with a progress bar; trials reuse the cache
     runner = StudyRunner(definition, places, on_event=lambda event: None, workers=workers)

@@ -6,8 +6,17 @@ model, never in two implementations of the metric.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
-from sklearn import metrics as skm
+
+
+def _sklearn() -> ModuleType:
+    """scikit-learn's metrics, imported on first use: the import takes about 2 s, which search
+    trials (they never compute test metrics) and the CLI's input errors need not pay."""
+    from sklearn import metrics
+
+    return metrics
 
 
 def binary_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -27,6 +36,7 @@ def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, fl
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The test-split figures; perplexity is exp of the mean cross-entropy (per review)."""
+    skm = _sklearn()
     truth = (labels > 0.5).astype(int)
     predicted = (logits > 0).astype(int)
     loss, accuracy = loss_and_accuracy(logits, labels)
@@ -44,12 +54,14 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
 
 def confusion(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """2x2 confusion matrix, rows = true (neg, pos), columns = predicted."""
-    return skm.confusion_matrix((labels > 0.5).astype(int), (logits > 0).astype(int), labels=[0, 1])
+    return _sklearn().confusion_matrix(
+        (labels > 0.5).astype(int), (logits > 0).astype(int), labels=[0, 1]
+    )
 
 
 def classification_report(logits: np.ndarray, labels: np.ndarray) -> str:
     """scikit-learn's per-class precision/recall/F1 table, kept as a run artifact."""
-    return skm.classification_report(
+    return _sklearn().classification_report(
         (labels > 0.5).astype(int),
         (logits > 0).astype(int),
         labels=[0, 1],

@@ -58,7 +58,7 @@ class PerfPlan:
     architectures: tuple[str, ...] = ARCHITECTURES
     backends: tuple[str, ...] = tuple(BACKENDS)
     steps: int = 10  # batches per pass
-    passes: int = 5  # measured passes, after one warm-up pass
+    passes: int = 8  # measured passes, after one warm-up pass
     sequence_length: int = 200  # the shape of the main table
     batch_size: int = 64
     hidden_size: int = 64
@@ -115,7 +115,7 @@ def quick_plan(**overrides: object) -> PerfPlan:
     for scaling and fast paths."""
     quick = {
         "steps": 6,
-        "passes": 3,
+        "passes": 5,
         "sequence_lengths": (100, 200, 400),
         "batch_sizes": (32, 64, 128, 256),
         "option_architectures": ("lstm",),

@@ -116,3 +116,18 @@ def test_frameworks_are_imported_only_by_their_backend(module, forbidden):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == ""
+
+
+def test_plain_baseline_alternates_with_the_caller_between_its_epochs(backend_name, tiny_imdb):
+    """`bench perf` times a harness pass between the plain loop's epochs: one call per epoch."""
+    from harness.model_spec import ModelSpec, OptimizerSpec
+
+    backend = get_backend(backend_name)
+    spec = ModelSpec("gru", vocab_size=1000, embedding_dim=8, hidden_size=8)
+    x, y = tiny_imdb.train.x[:64], tiny_imdb.train.y[:64]
+    order: list[str] = []
+    seconds = backend.plain_training_seconds(
+        spec, OptimizerSpec(), x, y, 32, 3, after_epoch=lambda: order.append(f"after {len(order)}")
+    )
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    assert order == ["after 0", "after 1", "after 2"]

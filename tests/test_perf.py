@@ -10,15 +10,23 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import bench
 
 from harness.config import RunConfig
 from harness.errors import BenchError
-from harness.execution import ExecutionOptions
-from harness.perf import FAST_PATHS, build_plan
-from harness.perf_report import batch_table, flattening, linearity, spread, step_seconds
+from harness.execution import FP16_NEEDS_GPU, ExecutionOptions
+from harness.perf import FAST_PATHS, MAIN, OPTION, Point, build_plan
+from harness.perf_report import (
+    batch_table,
+    flattening,
+    linearity,
+    paired_ratio,
+    spread,
+    step_seconds,
+)
 from harness.study import load_study
 
 SEQUENCES, BATCHES = (16, 32), (8, 16)
@@ -85,7 +93,24 @@ def test_ratio_is_recomputed_from_the_raw_passes(perf_run):
         assert len(record["pass_seconds"]) == len(record["plain_pass_seconds"]) == 3
         harness = step_seconds(record["pass_seconds"], record["steps"])["median"]
         plain = step_seconds(record["plain_pass_seconds"], record["steps"])["median"]
-        assert row["harness_plain_ratio"] == pytest.approx(harness / plain)
+        assert row["step_ms"] == pytest.approx(1e3 * harness)
+        assert row["plain_step_ms"] == pytest.approx(1e3 * plain)
+        pairs = [
+            h / p
+            for h, p in zip(
+                record["pass_seconds"][1:], record["plain_pass_seconds"][1:], strict=True
+            )
+        ]
+        assert row["harness_plain_ratio"] == pytest.approx(float(np.median(pairs)))
+
+
+def test_ratio_pairs_neighbouring_passes_and_leaves_out_the_warm_up():
+    # A machine that slows down 2x halfway: each pair still says 1.1, a ratio of medians would not.
+    harness, plain = [9.0, 1.1, 1.1, 2.2, 2.2, 2.2], [5.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+    assert paired_ratio(harness, plain)["median"] == pytest.approx(1.1)
+    assert paired_ratio(harness, plain)["p75"] - paired_ratio(harness, plain)[
+        "p25"
+    ] == pytest.approx(0)
 
 
 @pytest.mark.slow
@@ -183,3 +208,52 @@ def test_fp16_without_a_gpu_is_refused_in_one_line(name):
         pytest.skip("fp16 runs on this machine's GPU")
     with pytest.raises(BenchError, match="fp16 needs one"):
         backend.build(ModelSpec("lstm", vocab_size=50), OptimizerSpec(), ExecutionOptions("fp16"))
+
+
+@pytest.mark.parametrize("name", ["keras", "torch"])
+def test_a_fast_path_the_machine_refuses_is_recorded_and_the_run_goes_on(name, imdb_slice):
+    """As a CPU without AVX-512 refuses PyTorch's bf16 LSTM, a CPU refuses fp16 here (tried on
+    purpose, as if it needed no GPU): the option's row says why; a plain point's error is fatal."""
+    from backends import get_backend
+    from harness.perf_measure import measure_point
+
+    backend = get_backend(name)
+    if backend.accelerator() is not None:
+        pytest.skip("fp16 runs on this machine's GPU")
+    plan = build_plan(True, {"steps": 1, "passes": 1}).as_dict()
+    point = Point(OPTION, "gru", 16, 8, precision="fp16", option="fp16")
+    record = measure_point(backend, point, plan, str(imdb_slice), gpu=False)
+    assert record == {
+        "not_applicable": "the framework refused it on this machine (BenchError: "
+        + FP16_NEEDS_GPU
+        + ")"
+    }
+    with pytest.raises(BenchError, match="fp16 needs one"):
+        plain_point = Point(MAIN, "gru", 16, 8, precision="fp16")
+        measure_point(backend, plain_point, plan, str(imdb_slice), gpu=False)
+
+
+def test_torch_bf16_lstm_runs_where_the_cpu_has_bf16_and_is_one_line_where_not():
+    import torch
+
+    from backends import get_backend
+    from harness.model_spec import ModelSpec, OptimizerSpec
+
+    backend = get_backend("torch")
+    if backend.accelerator() is not None:
+        pytest.skip("this machine's GPU runs bf16 LSTMs")
+    spec = ModelSpec("lstm", vocab_size=50, embedding_dim=4, hidden_size=4)
+    bf16 = ExecutionOptions("bf16")
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        model = backend.build(spec, OptimizerSpec(), bf16)
+        model.train_step(np.ones((2, 5), np.int32), np.ones(2, np.float32))
+        assert np.isfinite(model.take_train_metrics()[0])
+    else:
+        with pytest.raises(BenchError, match="^precision: expected float32 for a PyTorch LSTM"):
+            backend.build(spec, OptimizerSpec(), bf16)
+    # SimpleRNN and GRU have a bf16 path on every CPU.
+    model = backend.build(
+        ModelSpec("gru", vocab_size=50, embedding_dim=4, hidden_size=4), OptimizerSpec(), bf16
+    )
+    model.train_step(np.ones((2, 5), np.int32), np.ones(2, np.float32))
+    assert np.isfinite(model.take_train_metrics()[0])

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from servers import start_mlflow_server
 
+from harness.devices import describe_slot, slot_environment
 from harness.search import DEFAULTS, claim_trial, open_storage
 
 STUDY = """
@@ -326,3 +327,18 @@ def test_worker_processes_sharing_one_sqlite_file_never_run_a_trial_twice(tmp_pa
     by_trial = Counter(r.data.tags["optuna_trial"] for r in runs)
     assert len(runs) == 4 and set(by_trial.values()) == {1}  # each trial ran, and ran once
     assert len({r.data.tags["owner"] for r in runs}) == 2
+
+
+def test_each_worker_slot_gets_its_own_gpu_and_a_share_of_the_cores(monkeypatch):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert slot_environment(0, 1, ["0", "1"]) == {}  # one worker keeps the machine as it is
+    slots = [slot_environment(slot, 3, ["4", "7"]) for slot in range(3)]
+    assert [s["CUDA_VISIBLE_DEVICES"] for s in slots] == ["4", "7", "4"]  # round robin
+    assert {s["OMP_NUM_THREADS"] for s in slots} == {"5"}  # 16 cores / 3 workers
+    assert describe_slot(slots[1]) == "gpu 7"
+    cpu_only = slot_environment(1, 4, [])
+    assert "CUDA_VISIBLE_DEVICES" not in cpu_only and describe_slot(cpu_only) == "4 cpu threads"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own choice is left alone
+    assert "OMP_NUM_THREADS" not in slot_environment(0, 2, [])
