@@ -19,21 +19,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from keras import layers  # noqa: E402
-from keras.src import backend as keras_backend  # noqa: E402 - cudnn_ok is not public
 
 from backends.base import Backend, TrainableModel, Weights  # noqa: E402
+from backends.keras_model import (  # noqa: E402
+    build_keras_model,
+    canonical_variables,
+    fused_kernel_eligible,
+    keras_optimizer,
+    recurrent_directions,
+)
 from harness.errors import BenchError  # noqa: E402
 from harness.execution import FP16_NEEDS_GPU, PLAIN, ExecutionOptions  # noqa: E402
-from harness.model_spec import (  # noqa: E402
-    ADAM_BETA_1,
-    ADAM_BETA_2,
-    EPSILON,
-    RMSPROP_RHO,
-    ModelSpec,
-    OptimizerSpec,
-    direction_prefixes,
-)
+from harness.model_spec import ModelSpec, OptimizerSpec  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(
@@ -47,94 +44,6 @@ for _gpu in tf.config.list_physical_devices("GPU"):
     tf.config.experimental.set_memory_growth(_gpu, True)
 
 
-POLICIES = {"float32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-
-
-def _recurrent_layer(
-    spec: ModelSpec, return_sequences: bool, options: ExecutionOptions = PLAIN
-) -> layers.Layer:
-    units, dtype = spec.hidden_size, POLICIES[options.precision]
-    # XLA cannot compile the cuDNN op, so a compiled step takes the generic kernel.
-    fused = {"use_cudnn": "auto" if options.cudnn and not options.jit_compile else False}
-    match spec.architecture:
-        case "simple_rnn":
-            return layers.SimpleRNN(units, return_sequences=return_sequences, dtype=dtype)
-        case "lstm":
-            return layers.LSTM(units, return_sequences=return_sequences, dtype=dtype, **fused)
-        case "gru":  # reset_after=True
-            return layers.GRU(units, return_sequences=return_sequences, dtype=dtype, **fused)
-        case "bilstm":
-            return layers.Bidirectional(
-                layers.LSTM(units, return_sequences=return_sequences, dtype=dtype, **fused),
-                dtype=dtype,
-            )
-    raise AssertionError(spec.architecture)  # ModelSpec validated the name
-
-
-def _uses_cudnn(layer: layers.Layer) -> bool:
-    """Whether Keras will run this recurrent layer on cuDNN (its own test, in keras.src)."""
-    if not isinstance(layer, (layers.LSTM, layers.GRU)) or layer.use_cudnn not in ("auto", True):
-        return False
-    cell = layer.cell
-    reset_after = {"reset_after": cell.reset_after} if isinstance(layer, layers.GRU) else {}
-    return bool(
-        keras_backend.cudnn_ok(
-            cell.activation, cell.recurrent_activation, layer.unroll, cell.use_bias, **reset_after
-        )
-    )
-
-
-def _optimizer(spec: OptimizerSpec) -> keras.optimizers.Optimizer:
-    if spec.name == "adam":
-        return keras.optimizers.Adam(
-            spec.learning_rate, beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2, epsilon=EPSILON
-        )
-    return keras.optimizers.RMSprop(spec.learning_rate, rho=RMSPROP_RHO, epsilon=EPSILON)
-
-
-def build_keras_model(spec: ModelSpec, options: ExecutionOptions = PLAIN) -> keras.Model:
-    dtype = POLICIES[options.precision]
-    stack: list[layers.Layer] = [
-        keras.Input(shape=(None,), dtype="int32"),
-        layers.Embedding(spec.vocab_size, spec.embedding_dim, dtype=dtype),
-    ]
-    for layer in range(spec.num_layers):
-        last = layer == spec.num_layers - 1
-        sequences = spec.sequence_output or not last
-        stack.append(_recurrent_layer(spec, return_sequences=sequences, options=options))
-        stack.append(layers.Dropout(spec.dropout_rate, dtype=dtype))
-    # The head stays float32 under mixed precision, as Keras's guide advises, so the logits
-    # and the loss keep float32's range. Applied at every time step for a language model.
-    stack.append(layers.Dense(spec.output_size, dtype="float32"))
-    return keras.Sequential(stack, name=spec.architecture)
-
-
-def _recurrent_layers(model: keras.Model) -> list[layers.Layer]:
-    _embedding, *rest = model.layers
-    return [layer for layer in rest if not isinstance(layer, (layers.Dropout, layers.Dense))]
-
-
-def _canonical_variables(spec: ModelSpec, model: keras.Model) -> dict[str, keras.Variable]:
-    """Canonical name -> Keras variable, found by structure rather than by generated names."""
-    recurrent = _recurrent_layers(model)
-    variables = {"embedding": model.layers[0].embeddings}
-    for index, layer in enumerate(recurrent):
-        directions = (
-            [layer.forward_layer, layer.backward_layer]
-            if isinstance(layer, layers.Bidirectional)
-            else [layer]
-        )
-        for prefix, direction in zip(direction_prefixes(spec, index), directions, strict=True):
-            cell = direction.cell
-            variables[f"{prefix}/kernel"] = cell.kernel
-            variables[f"{prefix}/recurrent_kernel"] = cell.recurrent_kernel
-            variables[f"{prefix}/bias"] = cell.bias
-    dense = model.layers[-1]
-    variables["dense/kernel"] = dense.kernel
-    variables["dense/bias"] = dense.bias
-    return variables
-
-
 class KerasModel(TrainableModel):
     def __init__(
         self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions = PLAIN
@@ -142,8 +51,8 @@ class KerasModel(TrainableModel):
         if options.precision == "fp16" and not tf.config.list_physical_devices("GPU"):
             raise BenchError(FP16_NEEDS_GPU)
         self.model = build_keras_model(spec, options)
-        self.variables = _canonical_variables(spec, self.model)
-        self.optimizer = _optimizer(optimizer)
+        self.variables = canonical_variables(spec, self.model)
+        self.optimizer = keras_optimizer(optimizer)
         if options.precision == "fp16":  # fp16's narrow exponent underflows small gradients
             self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self.optimizer.build(self.model.trainable_variables)
@@ -275,13 +184,8 @@ class KerasModel(TrainableModel):
         return "\n".join(lines)
 
     def kernel(self) -> str:
-        directions = []
-        for layer in _recurrent_layers(self.model):
-            if isinstance(layer, layers.Bidirectional):
-                directions += [layer.forward_layer, layer.backward_layer]
-            else:
-                directions.append(layer)
-        return "cudnn" if all(_uses_cudnn(layer) for layer in directions) else "generic"
+        directions = recurrent_directions(self.model)
+        return "cudnn" if all(fused_kernel_eligible(layer) for layer in directions) else "generic"
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -356,7 +260,7 @@ class KerasBackend(Backend):
         else:
             loss = keras.losses.BinaryCrossentropy(from_logits=True)
             metric = keras.metrics.BinaryAccuracy(threshold=0.0)
-        model.compile(optimizer=_optimizer(optimizer), loss=loss, metrics=[metric])
+        model.compile(optimizer=keras_optimizer(optimizer), loss=loss, metrics=[metric])
         # One `fit` for all epochs, as a tutorial calls it; `after_epoch` runs from a callback
         # after the timer's, so it is outside the clock.
         callbacks: list[keras.callbacks.Callback] = [_EpochTimer(self.synchronize)]
