@@ -82,7 +82,12 @@ class TrainableModel(ABC):
 
     @abstractmethod
     def kernel(self) -> str:
-        """The recurrent kernel the training step runs: "cudnn" (fused, GPU) or "generic"."""
+        """The recurrent kernel the training step runs, as the framework reports it: "cudnn"
+        (fused, GPU), "onednn" (fused, CPU) or "generic" (a loop of ordinary ops)."""
+
+    @abstractmethod
+    def denormal_mode(self) -> str:
+        """How this run treats denormal floats on the CPU: "flush" (to zero) or "keep"."""
 
 
 class Backend(ABC):
@@ -116,17 +121,24 @@ class Backend(ABC):
         """Cap the framework's CPU threads (call before any work); returns the count in effect."""
 
     @abstractmethod
+    def plain_network(self, spec: ModelSpec, weights: Weights) -> object:
+        """The framework's own model that the plain path trains, loaded with `weights` (the
+        harness's initial weights), so that both paths start from the same numbers."""
+
+    @abstractmethod
     def plain_training_seconds(
         self,
         spec: ModelSpec,
         optimizer: OptimizerSpec,
+        weights: Weights,
         x: np.ndarray,
         y: np.ndarray,
         batch_size: int,
         epochs: int,
         after_epoch: Callable[[], None] | None = None,
     ) -> list[float]:
-        """Seconds per epoch of the same model trained the tutorial way on ``x``, ``y`` in order.
+        """Seconds per epoch of the same model trained the tutorial way on ``x``, ``y`` in order,
+        from the same initial weights (`plain_network`).
 
         No harness code runs inside the clock: Keras's ``model.fit`` on the numpy arrays,
         PyTorch's ``DataLoader`` and a bare optimiser loop. The baseline of `bench perf`.

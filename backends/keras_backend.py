@@ -50,6 +50,11 @@ class KerasModel(TrainableModel):
     ) -> None:
         if options.precision == "fp16" and not tf.config.list_physical_devices("GPU"):
             raise BenchError(FP16_NEEDS_GPU)
+        if not options.flush_denormal:
+            raise BenchError(
+                "flush_denormal: expected true for the keras backend (TensorFlow flushes "
+                "denormals to zero in its CPU kernels and has no switch); received false"
+            )
         self.model = build_keras_model(spec, options)
         self.variables = canonical_variables(spec, self.model)
         self.optimizer = keras_optimizer(optimizer)
@@ -187,6 +192,9 @@ class KerasModel(TrainableModel):
         directions = recurrent_directions(self.model)
         return "cudnn" if all(fused_kernel_eligible(layer) for layer in directions) else "generic"
 
+    def denormal_mode(self) -> str:
+        return "flush"  # TensorFlow's CPU kernels, always (measured: docs/benchmarks.md)
+
 
 class _EpochTimer(keras.callbacks.Callback):
     """Seconds per epoch of `model.fit`, ended by reading the epoch's loss (a forced value)."""
@@ -238,10 +246,18 @@ class KerasBackend(Backend):
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         return tf.config.threading.get_intra_op_parallelism_threads()
 
+    def plain_network(self, spec: ModelSpec, weights: Weights) -> keras.Model:
+        """The Keras model `fit` trains, from the harness's initial weights."""
+        model = build_keras_model(spec)
+        for name, variable in canonical_variables(spec, model).items():
+            variable.assign(weights[name])
+        return model
+
     def plain_training_seconds(
         self,
         spec: ModelSpec,
         optimizer: OptimizerSpec,
+        weights: Weights,
         x: np.ndarray,
         y: np.ndarray,
         batch_size: int,
@@ -253,7 +269,7 @@ class KerasBackend(Backend):
         `compile`'s defaults are kept, so on a GPU `fit` uses XLA where Keras chooses to
         (jit_compile="auto"); on a CPU it does not.
         """
-        model = build_keras_model(spec)
+        model = self.plain_network(spec, weights)
         if spec.sequence_output:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             metric = keras.metrics.SparseCategoricalAccuracy()

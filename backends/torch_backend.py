@@ -11,8 +11,10 @@ Two details make it the same function as the Keras model:
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -87,6 +89,36 @@ def _keras_gate_order(spec: ModelSpec, matrix: np.ndarray) -> np.ndarray:
     return np.concatenate([r, z, h], axis=-1)
 
 
+@torch.no_grad()
+def load_weights(m: RecurrentNetwork, weights: Weights) -> None:
+    """Canonical-layout weights into a network (the frozen second biases stay at zero)."""
+    spec = m.spec
+
+    def put(param: torch.Tensor, value: np.ndarray) -> None:
+        param.copy_(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
+
+    put(m.embedding.weight, weights["embedding"])
+    for layer, rnn in enumerate(m.recurrent):
+        for prefix, sfx in zip(direction_prefixes(spec, layer), DIRECTION_SUFFIXES, strict=False):
+            put(
+                getattr(rnn, f"weight_ih_l0{sfx}"),
+                _keras_gate_order(spec, weights[f"{prefix}/kernel"]).T,
+            )
+            put(
+                getattr(rnn, f"weight_hh_l0{sfx}"),
+                _keras_gate_order(spec, weights[f"{prefix}/recurrent_kernel"]).T,
+            )
+            bias = _keras_gate_order(spec, weights[f"{prefix}/bias"])
+            if spec.cell == "gru":
+                put(getattr(rnn, f"bias_ih_l0{sfx}"), bias[0])
+                put(getattr(rnn, f"bias_hh_l0{sfx}"), bias[1])
+            else:
+                put(getattr(rnn, f"bias_ih_l0{sfx}"), bias)
+                put(getattr(rnn, f"bias_hh_l0{sfx}"), np.zeros_like(bias))
+    put(m.dense.weight, weights["dense/kernel"].T)
+    put(m.dense.bias, weights["dense/bias"])
+
+
 def _cpu_lstm_has_bf16(spec: ModelSpec) -> bool:
     """PyTorch runs a CPU LSTM under bf16 autocast on oneDNN, which fails mid-step on a CPU
     without bf16 instructions; SimpleRNN and GRU have a fallback. Asked up front, so the user
@@ -115,6 +147,8 @@ class TorchModel(TrainableModel):
                 "precision: expected float32 for a PyTorch LSTM on this CPU (its bf16 LSTM "
                 "kernel, oneDNN's, needs AVX-512 BF16 or AMX); received 'bf16'"
             )
+        self._denormal_mode = set_denormal_mode(options.flush_denormal)
+        self._kernel: str | None = None
         self.module = RecurrentNetwork(spec).to(device)
         # The compiled wrapper shares the module's parameters; eager code keeps using `module`.
         self.network = torch.compile(self.module) if options.jit_compile else self.module
@@ -211,7 +245,10 @@ class TorchModel(TrainableModel):
         log_probs, predictions = [], []
         for start in range(0, len(x), batch_size):
             xs, ys = self._tensors(x[start : start + batch_size], y[start : start + batch_size])
-            logits = self.module(xs).float()
+            # The same precision, kernels and compiled network as `predict_logits` and as the
+            # Keras backend's scoring, so both frameworks' perplexities are computed alike.
+            with self._kernels(), self._autocast():
+                logits = self.network(xs).float()
             log_probs.append(logits.log_softmax(-1).gather(-1, ys.unsqueeze(-1)).squeeze(-1).cpu())
             predictions.append(logits.argmax(-1).int().cpu())
         return torch.cat(log_probs).numpy(), torch.cat(predictions).numpy()
@@ -257,35 +294,8 @@ class TorchModel(TrainableModel):
         out["dense/bias"] = get(m.dense.bias)
         return out
 
-    @torch.no_grad()
     def set_weights(self, weights: Weights) -> None:
-        spec, m = self.spec, self.module
-
-        def put(param: torch.Tensor, value: np.ndarray) -> None:
-            param.copy_(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
-
-        put(m.embedding.weight, weights["embedding"])
-        for layer, rnn in enumerate(m.recurrent):
-            for prefix, sfx in zip(
-                direction_prefixes(spec, layer), DIRECTION_SUFFIXES, strict=False
-            ):
-                put(
-                    getattr(rnn, f"weight_ih_l0{sfx}"),
-                    _keras_gate_order(spec, weights[f"{prefix}/kernel"]).T,
-                )
-                put(
-                    getattr(rnn, f"weight_hh_l0{sfx}"),
-                    _keras_gate_order(spec, weights[f"{prefix}/recurrent_kernel"]).T,
-                )
-                bias = _keras_gate_order(spec, weights[f"{prefix}/bias"])
-                if spec.cell == "gru":
-                    put(getattr(rnn, f"bias_ih_l0{sfx}"), bias[0])
-                    put(getattr(rnn, f"bias_hh_l0{sfx}"), bias[1])
-                else:
-                    put(getattr(rnn, f"bias_ih_l0{sfx}"), bias)
-                    put(getattr(rnn, f"bias_hh_l0{sfx}"), np.zeros_like(bias))
-        put(m.dense.weight, weights["dense/kernel"].T)
-        put(m.dense.bias, weights["dense/bias"])
+        load_weights(self.module, weights)
 
     def count_trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters() if p.requires_grad)
@@ -294,10 +304,60 @@ class TorchModel(TrainableModel):
         return f"{self.module}\nTrainable params: {self.count_trainable_parameters():,}"
 
     def kernel(self) -> str:
-        # nn.RNN/LSTM/GRU dispatch to cuDNN by themselves on a CUDA device when it is enabled.
-        cudnn = torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled
-        on_gpu = self.device.type == "cuda"
-        return "cudnn" if on_gpu and cudnn and self.options.cudnn else "generic"
+        """The recurrent kernel PyTorch dispatches to, read from its profiler on a tiny batch:
+        cuDNN's RNN op, oneDNN's (PyTorch's CPU LSTM), or neither (a loop of generic ops)."""
+        if self._kernel is None:
+            x = np.ones((2, 3), np.int32)
+            y = np.zeros(
+                (2, 3) if self.language_model else 2,
+                np.int32 if self.language_model else np.float32,
+            )
+            xs, ys = self._tensors(x, y)
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                self.module.train()
+                with _quiet_stderr(), torch.profiler.profile(activities=activities) as profile:
+                    with self._kernels(), self._autocast():
+                        self.loss_fn(self.network(xs), ys).backward()
+                self.optimizer.zero_grad(set_to_none=True)
+            names = " ".join(event.name for event in profile.events())
+            self._kernel = (
+                "cudnn"
+                if "cudnn_rnn" in names
+                else "onednn"
+                if "mkldnn_rnn" in names
+                else "generic"
+            )
+        return self._kernel
+
+    def denormal_mode(self) -> str:
+        return self._denormal_mode
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2: the profiler announces its start and stop there from C++."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def set_denormal_mode(flush: bool) -> str:
+    """Flush denormals to zero on this CPU, or keep them (PyTorch's default); the mode in force.
+
+    The flag is per process (each run has its own), set before the model's first operation so
+    that the thread pool's workers inherit it.
+    """
+    if not flush:
+        torch.set_flush_denormal(False)
+        return "keep"
+    return "flush" if torch.set_flush_denormal(True) else "keep (this CPU cannot flush)"
 
 
 class TorchBackend(Backend):
@@ -330,10 +390,17 @@ class TorchBackend(Backend):
             torch.set_num_interop_threads(threads)
         return torch.get_num_threads()
 
+    def plain_network(self, spec: ModelSpec, weights: Weights) -> RecurrentNetwork:
+        """The torch.nn network the plain loop trains, from the harness's initial weights."""
+        network = RecurrentNetwork(spec)
+        load_weights(network, weights)
+        return network.to(self.device)
+
     def plain_training_seconds(
         self,
         spec: ModelSpec,
         optimizer: OptimizerSpec,
+        weights: Weights,
         x: np.ndarray,
         y: np.ndarray,
         batch_size: int,
@@ -345,7 +412,7 @@ class TorchBackend(Backend):
         torch.optim's own RMSprop/Adam with Keras's constants, as a user would write it (its
         epsilon placement differs from Keras's, which changes the numbers, not the cost).
         """
-        model = RecurrentNetwork(spec).to(self.device)
+        model = self.plain_network(spec, weights)
         if optimizer.name == "adam":
             opt = torch.optim.Adam(model.parameters(), lr=optimizer.learning_rate, eps=EPSILON)
         else:

@@ -253,8 +253,9 @@ def _run_with_progress(
     from harness.runner import StudyRunner, default_places, planned_jobs
 
     places = default_places(definition, out, source, storage, tracking_uri)
-    load_corpus(source)  # tokenise once, here, with a progress bar; trials reuse the cache
+    # Opening the stores checks the study's identity: a changed definition stops here.
     runner = StudyRunner(definition, places, on_event=lambda event: None, workers=workers)
+    load_corpus(source)  # tokenise once, here, with a progress bar; trials reuse the cache
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is a Ctrl-C, not a kill -9
     try:
         with StudyProgress(console, planned_jobs(definition, retrain=retrain)) as progress:

@@ -34,6 +34,7 @@ class RunConfig:
     precision: str = "float32"  # or "bf16" / "fp16" mixed precision (harness.execution)
     jit_compile: bool = False  # torch.compile / XLA on the training step
     cudnn: bool = True  # cuDNN's fused RNN kernels on a GPU; False forces the generic kernels
+    flush_denormal: bool = True  # denormal floats flushed to zero on a CPU (harness.execution)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -58,7 +59,7 @@ class RunConfig:
         return OptimizerSpec(self.optimizer, self.learning_rate)
 
     def execution_options(self) -> ExecutionOptions:
-        return ExecutionOptions(self.precision, self.jit_compile, self.cudnn)
+        return ExecutionOptions(self.precision, self.jit_compile, self.cudnn, self.flush_denormal)
 
     def data_params(self) -> dict[str, object]:
         """The keyword arguments of the task's data loader (`harness.tasks.load_data`)."""

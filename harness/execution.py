@@ -3,7 +3,7 @@
 Kept apart from `ModelSpec` on purpose: two runs with the same spec and different execution
 options train the same function, only faster or slower (and, for reduced precision, with
 rounding of their own). The default is the plain path every equivalence test runs on: float32,
-no compiler, the framework's default kernels.
+no compiler, the framework's default kernels, denormals flushed to zero on a CPU.
 """
 
 from __future__ import annotations
@@ -24,13 +24,17 @@ class ExecutionOptions:
     precision: str = "float32"  # bf16/fp16: mixed precision (float32 weights, half-width math)
     jit_compile: bool = False  # torch.compile / TensorFlow XLA on the training step
     cudnn: bool = True  # cuDNN's fused RNN kernels where the device has them (GPU only)
+    # Denormal floats flushed to zero on the CPU. TensorFlow always does so in its kernels;
+    # PyTorch does not by default, and a backward pass full of denormals ran several times
+    # slower there (docs/benchmarks.md). On by default, so both frameworks do the same work.
+    flush_denormal: bool = True
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise BenchError(
                 f"precision: expected one of {', '.join(PRECISIONS)}; received {self.precision!r}"
             )
-        for name in ("jit_compile", "cudnn"):
+        for name in ("jit_compile", "cudnn", "flush_denormal"):
             if not isinstance(getattr(self, name), bool):
                 raise BenchError(
                     f"{name}: expected true or false; received {getattr(self, name)!r}"

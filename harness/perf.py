@@ -40,8 +40,10 @@ class Point:
     needs_gpu: bool = False  # measured only where the framework has a GPU
     plain: bool = False  # also time the framework's tutorial path on the same batches
 
+    flush_denormal: bool = True
+
     def options(self) -> ExecutionOptions:
-        return ExecutionOptions(self.precision, self.jit_compile, self.cudnn)
+        return ExecutionOptions(self.precision, self.jit_compile, self.cudnn, self.flush_denormal)
 
 
 # Fast paths measured against the plain path: (name, ExecutionOptions fields, GPU only).
@@ -50,6 +52,8 @@ FAST_PATHS: tuple[tuple[str, dict[str, object], bool], ...] = (
     ("fp16", {"precision": "fp16"}, True),  # with loss scaling; no CPU LSTM kernel in PyTorch
     ("jit_compile", {"jit_compile": True}, False),  # torch.compile / XLA
     ("cudnn_off", {"cudnn": False}, True),  # the generic kernel, to show what cuDNN buys
+    # What denormals cost where the framework lets them through (PyTorch's own default).
+    ("keep_denormals", {"flush_denormal": False}, False),
 )
 
 

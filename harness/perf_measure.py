@@ -70,7 +70,8 @@ def measure(backend: Backend, point: Point, plan: dict, source: str) -> dict[str
     backend.reset_peak_device_memory()
     started = time.perf_counter()
     model = backend.build(spec, optimizer, point.options())
-    model.set_weights(initial_weights(spec, 0))
+    weights = initial_weights(spec, 0)
+    model.set_weights(weights)
     train_epoch(model, data.train, batches[:1])
     backend.synchronize()
     record["first_step_seconds"] = time.perf_counter() - started
@@ -89,13 +90,14 @@ def measure(backend: Backend, point: Point, plan: dict, source: str) -> dict[str
         x = np.concatenate([data.train.x[index] for index in batches])
         y = np.concatenate([data.train.y[index] for index in batches])
         record["plain_pass_seconds"] = backend.plain_training_seconds(
-            spec, optimizer, x, y, point.batch_size, passes, after_epoch=harness_pass
+            spec, optimizer, weights, x, y, point.batch_size, passes, after_epoch=harness_pass
         )
     else:
         for _ in range(passes):
             harness_pass()
     record["pass_seconds"] = pass_seconds
     record["kernel"] = model.kernel()
+    record["denormal_mode"] = model.denormal_mode()
     if point.kind == MAIN:
         test = data.test.x[:EVAL_REVIEWS]
         record["eval_samples"] = len(test)

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import plots
+from harness.runner import check_identity
 from harness.search import open_storage, optuna_study_name
 from harness.tables import to_markdown
 from harness.tracking import Tracker
@@ -101,6 +102,9 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     Never trains; safe to run while `bench run` is still going (it reports what has finished).
     """
     tracker = Tracker(tracking_uri, study.name)
+    storage = open_storage(storage_url)
+    check_identity(study, tracker, storage)  # never report runs of another definition
+    storage.engine.dispose()
     runs = read_runs(tracker.client, tracker.experiment_id, study.name)
     trials = read_trials(study, storage_url)
     backends = list(dict.fromkeys([BASELINE, CONTENDER, *study.backends]))

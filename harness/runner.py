@@ -30,7 +30,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from harness import search
+from harness import identity, search
 from harness.devices import describe_slot, slot_environment, visible_gpus
 from harness.errors import BenchError
 from harness.ownership import owner_is_dead, owner_tag
@@ -74,8 +74,25 @@ class Search:
         return self.optuna_study.study_name
 
 
-def config_hash(params: dict[str, object]) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+def config_hash(config: dict[str, object]) -> str:
+    """The key of a re-training: the whole run configuration but the seed and the backend, so
+    that runs of one configuration on any backend share it and any other change splits them."""
+    kept = {k: v for k, v in config.items() if k not in ("seed", "backend")}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def check_identity(study: Study, tracker: Tracker, storage: optuna.storages.BaseStorage) -> None:
+    """Stop before any work when the stores were made under another study definition, and
+    record the definition in a new MLflow experiment (new searches record their own)."""
+    stored = tracker.experiment_tag(identity.DEFINITION_KEY)
+    identity.check(study, stored, f"the MLflow experiment {study.name!r}")
+    for name, definition in search.stored_definitions(study, storage).items():
+        identity.check(study, definition, f"the Optuna search {name!r}")
+    if stored is None:
+        tracker.set_experiment_tag(
+            identity.DEFINITION_KEY, identity.canonical(identity.definition(study))
+        )
+        tracker.set_experiment_tag(identity.DIGEST_KEY, identity.study_digest(study))
 
 
 class ChildProcesses:
@@ -160,7 +177,14 @@ class StudyRunner:
         self.on_event = on_event
         self.workers = workers
         self.storage = search.open_storage(places.storage_url)
-        self.tracker = Tracker(places.tracking_uri, study.name, places.out / "artifacts")
+        self.digest = identity.study_digest(study)
+        self.tracker = Tracker(
+            places.tracking_uri,
+            study.name,
+            places.out / "artifacts",
+            run_tags={identity.DIGEST_KEY: self.digest},
+        )
+        check_identity(study, self.tracker, self.storage)
         self.jobs = places.out / "jobs"
         self.jobs.mkdir(parents=True, exist_ok=True)
         self.gpus = visible_gpus()
@@ -378,6 +402,8 @@ class StudyRunner:
                     dataset_digest=event["digest"],
                 )
                 self.tracker.log_metrics(run_id, event["baselines"])
+            elif event["event"] == "tags":
+                self.tracker.set_tags(run_id, **event["tags"])
             elif event["event"] == "epoch":
                 metrics = {k: v for k, v in event.items() if k not in ("event", "epoch", "epochs")}
                 self.tracker.log_metrics(run_id, metrics, step=event["epoch"])
@@ -452,6 +478,7 @@ class StudyRunner:
     ) -> None:
         role = "retrain" if source == target else "cross"
         name = f"{self.study.name}/{architecture}/{target}"
+        config = self.study.run_config(target, architecture, params, seed=seed).as_params()
         tags = self.tagged(
             {
                 "role": role,
@@ -459,7 +486,7 @@ class StudyRunner:
                 "backend": target,
                 "config_from": source,
                 "seed": str(seed),
-                "config_hash": config_hash(params),
+                "config_hash": config_hash(config),
             }
         )
         if self.tracker.finished_runs(**tags):
@@ -472,7 +499,7 @@ class StudyRunner:
         job_label = f"{name} {source} best config, seed {seed}"
         self.on_event({"event": "retrain", "job": job_label})
         job = TrialJob(
-            config=self.study.run_config(target, architecture, params, seed=seed).as_params(),
+            config=config,
             data=str(self.places.data),
             objective=self.study.objective.metric,
             evaluate_test=True,

@@ -17,6 +17,7 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from harness import identity
 from harness.errors import BenchError
 from harness.ownership import owner_is_dead
 from harness.stores import engine_options, sqlalchemy_url, sqlite_lock
@@ -106,11 +107,29 @@ def open_search(
         direction=study.objective.direction,
         load_if_exists=True,
     )
+    if identity.DEFINITION_KEY not in search.user_attrs:
+        search.set_user_attr(
+            identity.DEFINITION_KEY, identity.canonical(identity.definition(study))
+        )
+        search.set_user_attr(identity.DIGEST_KEY, identity.study_digest(study))
     if not search.trials:
         defaults = {k: v.default for k, v in study.search.items()}
         # Workers starting together may all get here: only the first one's copy is queued.
         search.enqueue_trial(defaults, user_attrs=DEFAULTS, skip_if_exists=True)
     return search
+
+
+def stored_definitions(study: Study, storage: optuna.storages.BaseStorage) -> dict[str, str | None]:
+    """The definition each existing search of `study` was made under (None: not recorded)."""
+    found = set(optuna.get_all_study_names(storage))
+    stored: dict[str, str | None] = {}
+    for architecture in study.architectures:
+        for backend in study.backends:
+            name = optuna_study_name(study, architecture, backend)
+            if name in found:
+                attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(name))
+                stored[name] = attrs.get(identity.DEFINITION_KEY)
+    return stored
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Knob]) -> dict[str, object]:

@@ -47,6 +47,7 @@ KNOBS: dict[str, type] = {
     "precision": str,  # execution options (harness.execution): how fast, not what is learned
     "jit_compile": bool,
     "cudnn": bool,
+    "flush_denormal": bool,
 }
 _KIND = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 _METRIC_DIRECTION = {
@@ -147,6 +148,8 @@ class Budget(_Table):
 class Objective(_Table):
     metric: Literal["val_accuracy", "val_loss", "val_perplexity"]
     direction: Literal["maximize", "minimize"]
+    # MLPerf-style time to target: training seconds until the metric first reaches this value.
+    target: float | None = None
 
     @model_validator(mode="after")
     def _fits(self) -> Objective:

@@ -73,7 +73,13 @@ def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
 class Tracker:
     """The parent process's view: find or create runs, and close them with a status."""
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_root: Path | None = None,
+        run_tags: dict[str, str] | None = None,
+    ):
         self.tracking_uri = tracking_uri
         check_reachable(tracking_uri)
         try:
@@ -89,7 +95,17 @@ class Tracker:
             self.experiment_id = self._create_experiment(experiment, artifact_root)
         else:
             self.experiment_id = found.experiment_id
-        self.base_tags = {"rnnbench_version": harness.__version__, "git_commit": git_commit()}
+        self.base_tags = {
+            "rnnbench_version": harness.__version__,
+            "git_commit": git_commit(),
+            **(run_tags or {}),
+        }
+
+    def experiment_tag(self, key: str) -> str | None:
+        return self.client.get_experiment(self.experiment_id).tags.get(key)
+
+    def set_experiment_tag(self, key: str, value: str) -> None:
+        self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def _create_experiment(self, name: str, artifact_root: Path | None) -> str:
         """A tracking server keeps the artifacts itself (every worker machine can reach them);

@@ -62,6 +62,12 @@ class TrainResult:
     confusion: np.ndarray | None = None
     classification_report: str = ""
     memory: dict[str, int] = field(default_factory=dict)  # only the figures that apply
+    kernel: str = ""  # the recurrent kernel the framework ran (TrainableModel.kernel)
+    denormal_mode: str = ""  # "flush" or "keep" on the CPU (TrainableModel.denormal_mode)
+
+    def execution_tags(self) -> dict[str, str]:
+        """What explains a speed difference between runs, tracked as tags."""
+        return {"kernel": self.kernel, "denormal_mode": self.denormal_mode}
 
     @property
     def train_seconds(self) -> float:
@@ -118,10 +124,12 @@ def train(
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
     evaluate_test: bool = True,
+    on_start: Callable[[TrainResult], None] | None = None,
 ) -> TrainResult:
     """Train `config` on `data`, then evaluate on the test split unless told not to.
 
-    `on_epoch` sees every finished epoch (a pruner may raise from it to stop the run early).
+    `on_epoch` sees every finished epoch (a pruner may raise from it to stop the run early);
+    `on_start` sees the result before the first epoch, once the model is built.
     Search trials leave the test split alone, so that no choice is ever made by looking at it.
     """
     backend = get_backend(config.backend)
@@ -138,7 +146,11 @@ def train(
         accelerator=backend.accelerator(),
         parameter_count=model.count_trainable_parameters(),
         model_summary=model.summary(),
+        kernel=model.kernel(),
+        denormal_mode=model.denormal_mode(),
     )
+    if on_start is not None:
+        on_start(result)
     train_split = data.train
     batches_per_epoch = -(-len(train_split) // config.batch_size)
     for epoch in range(1, config.epochs + 1):

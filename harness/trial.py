@@ -109,7 +109,13 @@ def run(job: TrialJob) -> Outcome:
             raise Stop(f"pruned at epoch {epoch.epoch} ({job.objective} {value:.4f})", value)
 
     try:
-        result = train(config, data, on_epoch=on_epoch, evaluate_test=job.evaluate_test)
+        result = train(
+            config,
+            data,
+            on_epoch=on_epoch,
+            evaluate_test=job.evaluate_test,
+            on_start=lambda started: emit("tags", tags=started.execution_tags()),
+        )
     except Stop as stop:
         return Outcome(PRUNED, stop.value, str(stop))
     return Outcome(

@@ -11,7 +11,9 @@ import pytest
 from backends import BACKENDS, get_backend
 from harness.config import RunConfig
 from harness.errors import BenchError
+from harness.execution import ExecutionOptions
 from harness.imdb import load_imdb
+from harness.initialization import initial_weights
 from harness.model_spec import count_parameters
 from harness.training import epoch_batches, train
 
@@ -127,7 +129,107 @@ def test_plain_baseline_alternates_with_the_caller_between_its_epochs(backend_na
     x, y = tiny_imdb.train.x[:64], tiny_imdb.train.y[:64]
     order: list[str] = []
     seconds = backend.plain_training_seconds(
-        spec, OptimizerSpec(), x, y, 32, 3, after_epoch=lambda: order.append(f"after {len(order)}")
+        spec,
+        OptimizerSpec(),
+        initial_weights(spec, 0),
+        x,
+        y,
+        32,
+        3,
+        after_epoch=lambda: order.append(f"after {len(order)}"),
     )
     assert len(seconds) == 3 and all(s > 0 for s in seconds)
     assert order == ["after 0", "after 1", "after 2"]
+
+
+@pytest.mark.parametrize("architecture", ["simple_rnn", "lstm", "gru", "bilstm"])
+def test_plain_and_harness_paths_start_from_the_same_weights(backend_name, architecture):
+    """`bench perf`'s ratio compares equal arithmetic only if both paths start alike: PyTorch's
+    default init put the plain loop's backward pass into denormals, 4-7x slower."""
+    from harness.model_spec import ModelSpec, OptimizerSpec
+
+    backend = get_backend(backend_name)
+    spec = ModelSpec(architecture, vocab_size=300, embedding_dim=6, hidden_size=5)
+    weights = initial_weights(spec, 11)
+    harness_model = backend.build(spec, OptimizerSpec())
+    harness_model.set_weights(weights)
+    plain = backend.plain_network(spec, weights)
+    plain_weights = read_native_weights(backend_name, spec, plain)
+    expected = harness_model.get_weights()
+    assert plain_weights.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(plain_weights[name], value, err_msg=name)
+
+
+def read_native_weights(backend_name: str, spec, network) -> dict[str, np.ndarray]:
+    """Canonical weights of a framework-native model, read through the backend's own mapping."""
+    if backend_name == "torch":
+        from backends.torch_backend import TorchModel
+        from harness.model_spec import OptimizerSpec
+
+        holder = TorchModel(spec, OptimizerSpec(), network.embedding.weight.device)
+        holder.module = network
+        return holder.get_weights()
+    from backends.keras_model import canonical_variables
+
+    return {k: np.asarray(v.numpy()) for k, v in canonical_variables(spec, network).items()}
+
+
+def test_every_run_names_its_kernel_and_denormal_mode(backend_name, tiny_imdb):
+    """As the framework reports it: PyTorch's CPU LSTM runs oneDNN's fused kernel, its GRU and
+    every TensorFlow recurrent layer on a CPU a loop of ordinary ops."""
+    started = []
+    lstm = train(
+        tiny_config(backend_name, architecture="lstm", epochs=1),
+        tiny_imdb,
+        evaluate_test=False,
+        on_start=started.append,
+    )
+    gru = train(tiny_config(backend_name, epochs=1), tiny_imdb, evaluate_test=False)
+    assert started == [lstm]
+    assert lstm.execution_tags() == {
+        "kernel": "onednn" if backend_name == "torch" else "generic",
+        "denormal_mode": "flush",
+    }
+    assert gru.kernel == "generic"
+
+
+def test_flush_denormal_switches_pytorch_and_is_refused_where_it_cannot_be_off(backend_name):
+    from harness.model_spec import ModelSpec, OptimizerSpec
+
+    backend = get_backend(backend_name)
+    spec = ModelSpec("gru", vocab_size=50, embedding_dim=4, hidden_size=4)
+    keep = ExecutionOptions(flush_denormal=False)
+    if backend_name == "keras":
+        with pytest.raises(BenchError, match="flush_denormal: expected true for the keras"):
+            backend.build(spec, OptimizerSpec(), keep)
+        return
+    import torch
+
+    def denormal_product() -> float:
+        return (torch.full((4,), 1e-39) * 1.0001).min().item()
+
+    assert backend.build(spec, OptimizerSpec(), keep).denormal_mode() == "keep"
+    assert denormal_product() > 0  # the denormal survives
+    assert backend.build(spec, OptimizerSpec()).denormal_mode() == "flush"
+    assert denormal_product() == 0  # flushed to zero
+
+
+def test_language_model_scoring_runs_at_the_training_precision(backend_name, tiny_imdb):
+    """Validation perplexity (`token_log_likelihood`) and `predict_logits` are one computation:
+    under bf16 both run the bf16 network, so the two frameworks' perplexities are comparable."""
+    from harness.model_spec import ModelSpec, OptimizerSpec
+
+    backend = get_backend(backend_name)
+    spec = ModelSpec("gru", vocab_size=1000, embedding_dim=8, hidden_size=8, task="language_model")
+    model = backend.build(spec, OptimizerSpec(), ExecutionOptions(precision="bf16"))
+    model.set_weights(initial_weights(spec, 3))
+    x = tiny_imdb.train.x[:4, :-1]
+    y = tiny_imdb.train.x[:4, 1:]
+    logits = model.predict_logits(x).astype(np.float64)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    expected = np.take_along_axis(log_softmax, y[..., None].astype(np.int64), -1)[..., 0]
+    log_probs, predicted = model.token_log_likelihood(x, y)
+    np.testing.assert_allclose(log_probs, expected, atol=1e-4)
+    np.testing.assert_array_equal(predicted, logits.argmax(-1))

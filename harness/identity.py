@@ -1,0 +1,93 @@
+"""Study identity: a digest of everything in a study definition that changes a result.
+
+Runs made under different definitions must never be mixed in one search, one re-training set or
+one report. So every Optuna search and the MLflow experiment remember the definition they were
+made under, every run carries its digest, and a `bench run`, `bench worker` or `bench report`
+whose study file now says something else stops before any work, naming what changed.
+
+In the digest: the task and dataset, epochs, the data options, the fixed values (execution
+options among them), the search space with its defaults, the objective (and its target), the
+sampler and the pruner. Not in it: the name and description, which architectures and backends
+take part (each search is one of them), the trial budget and timeout, and the re-training's seed
+count and cross-backend switch. Those change how much is run, never what any one run computes,
+so raising them resumes and adds runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+from harness.errors import BenchError
+
+if TYPE_CHECKING:
+    from harness.study import Study
+
+DIGEST_KEY = "definition_digest"  # the tag on runs and experiments, the user attr on searches
+DEFINITION_KEY = "definition"  # the whole definition as JSON, to say what changed
+
+
+def definition(study: Study) -> dict[str, object]:
+    """The result-changing part of a study, as plain JSON-able values."""
+    return {
+        "task": study.task,
+        "dataset": study.dataset,
+        "epochs": study.epochs,
+        "data": study.data.model_dump(),
+        "fixed": dict(study.fixed),
+        "search": {name: knob.model_dump() for name, knob in study.search.items()},
+        "objective": study.objective.model_dump(),
+        "sampler": study.sampler.model_dump(),
+        "pruner": study.pruner.model_dump(),
+    }
+
+
+def canonical(value: dict[str, object]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def digest(value: dict[str, object]) -> str:
+    return hashlib.sha256(canonical(value).encode()).hexdigest()[:16]
+
+
+def study_digest(study: Study) -> str:
+    return digest(definition(study))
+
+
+def _flat(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, inner in value.items():
+            out.update(_flat(inner, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def changes(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    """Dotted keys whose values differ, as "key: old -> new" (absent values read "unset")."""
+    old, new = _flat(before), _flat(after)
+    return [
+        f"{key}: {old.get(key, 'unset')!r} -> {new.get(key, 'unset')!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key, "unset") != new.get(key, "unset")
+    ]
+
+
+def check(study: Study, stored_json: str | None, where: str) -> None:
+    """Raise a one-line error when `where` (a store) was made under another definition.
+
+    A store made before identities were recorded (no stored definition) is accepted as it is.
+    """
+    if not stored_json:
+        return
+    current = definition(study)
+    stored = json.loads(stored_json)
+    if digest(stored) == digest(current):
+        return
+    changed = "; ".join(changes(stored, current)) or "the definition's encoding"
+    raise BenchError(
+        f"{study.path}: the study definition changed since {where} was made ({changed}); "
+        "nothing was run or mixed. To keep both results, use a new --out (new stores) or a new "
+        "[study] name; to resume the earlier study, restore its values"
+    )
