@@ -132,3 +132,53 @@ def optimization_history(
         else:
             axes.text(0.5, 0.5, "no completed trials", ha="center", transform=axes.transAxes)
     return figure
+
+
+def points_and_intervals(
+    groups: dict[str, dict[str, list[float]]], backends: list[str], ylabel: str, unit: str
+) -> Figure:
+    """One group per architecture: every measurement as a point (`unit`: seed, epoch), and the
+    mean with its 95% bootstrap interval as a bar, so the spread is seen, not summarised away."""
+    from harness.verdicts import mean_interval
+
+    architectures = list(groups)
+    figure = Figure(figsize=(2 + 1.6 * max(len(architectures), 1), 3.8), layout="constrained")
+    axes = figure.subplots()
+    width = 0.8 / max(len(backends), 1)
+    rng = np.random.default_rng(0)  # jitter only; the same report draws the same picture
+    counts: list[int] = []
+    labelled: set[str] = set()
+    for i, backend in enumerate(backends):
+        for x, arch in enumerate(architectures):
+            values = np.asarray(groups[arch].get(backend, []), dtype=float)
+            values = values[np.isfinite(values)]
+            if not len(values):
+                continue
+            centre = x + (i - (len(backends) - 1) / 2) * width
+            jitter = rng.uniform(-width / 5, width / 5, len(values))
+            label = backend if backend not in labelled else None  # one legend entry each
+            labelled.add(backend)
+            axes.plot(centre + jitter, values, "o", color=f"C{i}", alpha=0.45, ms=4, label=label)
+            mean = mean_interval(values)
+            counts.append(len(values))
+            if mean.known:
+                axes.errorbar(
+                    centre,
+                    mean.estimate,
+                    yerr=[[mean.estimate - mean.low], [mean.high - mean.estimate]],
+                    fmt="_",
+                    color=f"C{i}",
+                    ms=18,
+                    capsize=4,
+                    lw=2,
+                )
+            else:
+                axes.plot(centre, mean.estimate, "_", color=f"C{i}", ms=18)
+    axes.set_xticks(np.arange(len(architectures)), architectures)
+    axes.set_xlim(-0.6, len(architectures) - 0.4)
+    n = f"n = {min(counts)}-{max(counts)} {unit}s per bar" if counts else "no runs"
+    axes.set(ylabel=ylabel, title=f"{ylabel}: each {unit}, mean and 95% CI ({n})")
+    if counts:
+        axes.legend(fontsize="small")
+    axes.grid(axis="y", alpha=0.3)
+    return figure

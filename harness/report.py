@@ -28,9 +28,10 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import plots
+from harness.comparisons import Sources, Verdict, column, compare, verdict_table
 from harness.runner import check_identity
 from harness.search import open_storage, optuna_study_name
-from harness.tables import to_markdown
+from harness.tables import significant, to_markdown
 from harness.tracking import Tracker
 
 if TYPE_CHECKING:  # only the attributes named in `build_report` are used
@@ -94,6 +95,13 @@ class Report:
     run_id: str  # the role=report MLflow run holding the files as artifacts
     memory_metric: str  # peak_gpu_memory_mb when any re-train ran on a GPU, else peak_rss_mb
     sections: dict[str, pd.DataFrame] = field(default_factory=dict)  # formatted, for people
+    verdicts: list[Verdict] = field(default_factory=list)  # each backend against the baseline
+    verdict_table: pd.DataFrame = field(default_factory=pd.DataFrame)  # their numbers
+
+    @property
+    def headline(self) -> list[str]:
+        """One line per architecture and contender, in words with numbers: what was found."""
+        return [verdict.headline for verdict in self.verdicts]
 
 
 def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Path) -> Report:
@@ -121,19 +129,21 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     for backend in set(backends) - set(study.backends):  # "no runs" would read as "ran none"
         table[f"retrain_runs {backend}"] = math.nan
     sections = format_sections(table, backends, memory, metric, view)
+    found = study_verdicts(tracker.client, runs, study, memory)
+    verdict_frame = verdict_table(found, view.cross[1])
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / "report.csv", "markdown": out_dir / "report.md"}
     table.to_csv(paths["csv"])
+    paths["verdicts"] = out_dir / "verdicts.csv"
+    verdict_frame.to_csv(paths["verdicts"], index=False)
+    quality = {v.architecture: {b: s.quality for b, s in v.samples.items()} for v in found}
+    epochs = {v.architecture: {b: s.epoch_seconds for b, s in v.samples.items()} for v in found}
     charts = {
-        "accuracy": plots.grouped_bars(
-            table,
-            f"{view.tests[0][0]}_mean",
-            backends,
-            view.tests[0][1],
-            f"{view.tests[0][0]}_std",
+        "accuracy": plots.points_and_intervals(quality, study.backends, view.cross[1], "seed"),
+        "time": plots.points_and_intervals(
+            epochs, study.backends, "seconds per epoch (steady state)", "epoch"
         ),
-        "time": plots.grouped_bars(table, "seconds_per_epoch", backends, "seconds per epoch"),
         "optimization_history": plots.optimization_history(
             trials, study.architectures, backends, metric, direction
         ),
@@ -141,23 +151,59 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     for name, figure in charts.items():
         paths[name] = out_dir / f"{name}.png"
         figure.savefig(paths[name], dpi=110)
-    paths["markdown"].write_text(_markdown_page(study.name, sections))
+    headline = [verdict.headline for verdict in found]
+    paths["markdown"].write_text(_markdown_page(study.name, headline, verdict_frame, sections))
     paths["html"] = out_dir / "report.html"
-    paths["html"].write_text(_html_page(study.name, sections, [paths[c] for c in CHARTS]))
+    paths["html"].write_text(
+        _html_page(study.name, headline, verdict_frame, sections, [paths[c] for c in CHARTS])
+    )
 
     run_id = tracker.start("report", {"role": "report", "study": study.name})
     try:
         for path in paths.values():
             tracker.client.log_artifact(run_id, str(path))
+        if not verdict_frame.empty:
+            tracker.client.log_table(run_id, verdict_frame, "verdicts.json")
+        tracker.client.log_text(run_id, "\n".join(headline) + "\n", "headline.txt")
     except Exception as error:
         tracker.finish(run_id, "FAILED", f"{type(error).__name__}: {error}")
         raise
     tracker.finish(run_id, "FINISHED")
-    return Report(table, paths, run_id, memory, sections)
+    return Report(table, paths, run_id, memory, sections, found, verdict_frame)
+
+
+def study_verdicts(
+    client: MlflowClient, runs: pd.DataFrame, study: Study, memory: str
+) -> list[Verdict]:
+    """Every backend of the study against its first (the baseline), per architecture."""
+    view = view_of(study)
+    objective = study.objective
+    sources = Sources(
+        quality_metric=view.cross[0],
+        throughput_metric=view.throughput[0],
+        memory_metric=memory,
+        objective=objective.metric,
+        target=getattr(objective, "target", None),
+        higher_is_better=objective.direction == "maximize",
+    )
+    baseline, *contenders = study.backends
+    return [
+        compare(client, runs, arch, contender, baseline, sources)
+        for arch in study.architectures
+        for contender in contenders
+    ]
 
 
 def print_report(console: Console, report: Report) -> None:
-    """The formatted sections as rich tables, then where the files are."""
+    """The headline first, then the formatted sections as rich tables, then where the files are."""
+    if report.headline:
+        console.print(
+            "[bold]verdict[/] (95% confidence intervals; 'no detectable difference' "
+            "when an interval contains no change):",
+            highlight=False,
+        )
+        for line in report.headline:
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
     for title, frame in report.sections.items():
         # Transposed for the terminal: a column per architecture fits 80 characters, a column
         # per (metric, backend) does not. The files keep one row per architecture.
@@ -198,7 +244,7 @@ def read_runs(client: MlflowClient, experiment_id: str, study_name: str) -> pd.D
         if not token:
             break
     runs = pd.DataFrame(rows, columns=["run_id", "status", "start_time"] if not rows else None)
-    return runs[_column(runs, "tags.study") == study_name]
+    return runs[column(runs, "tags.study") == study_name]
 
 
 def read_trials(study: Study, storage_url: str) -> dict[tuple[str, str], list[FrozenTrial]]:
@@ -216,12 +262,8 @@ def read_trials(study: Study, storage_url: str) -> dict[tuple[str, str], list[Fr
     return trials
 
 
-def _column(frame: pd.DataFrame, name: str) -> pd.Series:
-    return frame[name] if name in frame else pd.Series(np.nan, index=frame.index, dtype=object)
-
-
 def _numbers(frame: pd.DataFrame, name: str) -> pd.Series:
-    return pd.to_numeric(_column(frame, name), errors="coerce").dropna()
+    return pd.to_numeric(column(frame, name), errors="coerce").dropna()
 
 
 def _has_metric(runs: pd.DataFrame, name: str) -> bool:
@@ -237,15 +279,15 @@ def _finished(
     ones (their config_hash differs) and must not be averaged with them.
     """
     mask = (
-        (_column(runs, "status") == "FINISHED")
-        & (_column(runs, "tags.role") == role)
-        & (_column(runs, "tags.architecture") == arch)
-        & (_column(runs, "tags.backend") == backend)
+        (column(runs, "status") == "FINISHED")
+        & (column(runs, "tags.role") == role)
+        & (column(runs, "tags.architecture") == arch)
+        & (column(runs, "tags.backend") == backend)
     )
     if config_from is not None:
-        mask &= _column(runs, "tags.config_from") == config_from
+        mask &= column(runs, "tags.config_from") == config_from
     chosen = runs[mask]
-    hashes = _column(chosen.sort_values("start_time"), "tags.config_hash").dropna()
+    hashes = column(chosen.sort_values("start_time"), "tags.config_hash").dropna()
     return chosen[chosen["tags.config_hash"] == hashes.iloc[-1]] if len(hashes) else chosen
 
 
@@ -345,6 +387,7 @@ def format_sections(
     quality: list[tuple[str, Callable[[pd.Series, str], str]]] = [
         (f"search best {metric}", lambda r, b: _fixed(r[f"search_best_{metric} {b}"], 4)),
         *((label, lambda r, b, test=test: _pm(r, test, b)) for test, label in view.tests),
+        ("n (seeds)", lambda r, b: _fixed(r[f"retrain_runs {b}"], 0)),
     ]
     cost: list[tuple[str, Callable[[pd.Series, str], str]]] = [
         ("s/epoch", lambda r, b: _fixed(r[f"seconds_per_epoch {b}"], 2)),
@@ -391,16 +434,54 @@ def _trials(row: pd.Series, backend: str) -> str:
     return "" if any(math.isnan(c) for c in counts) else " / ".join(f"{c:.0f}" for c in counts)
 
 
-def _markdown_page(name: str, sections: dict[str, pd.DataFrame]) -> str:
+VERDICT_NOTE = (
+    "Each line compares a backend with the study's baseline on the baseline's best "
+    "configuration: quality is the difference of the test metric's means over the re-train "
+    "seeds, cost the ratio of means over all steady-state epochs (the first left out) and of "
+    "peak memory over runs, each with a 95% percentile-bootstrap interval; an interval that "
+    "contains no change reads 'no detectable difference'."
+)
+
+
+def _markdown_page(
+    name: str, headline: list[str], verdicts: pd.DataFrame, sections: dict[str, pd.DataFrame]
+) -> str:
     parts = [f"# rnnbench report: {name}\n"]
+    if headline:
+        parts.append("## Verdict\n\n" + "\n".join(f"- {line}" for line in headline) + "\n")
+        parts.append(f"{VERDICT_NOTE}\n\n{to_markdown(_readable(verdicts))}")
     parts += [f"## {title}\n\n{to_markdown(frame)}" for title, frame in sections.items()]
     parts += [f"![{chart}]({chart}.png)\n" for chart in CHARTS]
     return "\n".join(parts)
 
 
-def _html_page(name: str, sections: dict[str, pd.DataFrame], charts: list[Path]) -> str:
+def _readable(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The verdict table for people: one row per comparison, numbers to 3 significant digits."""
+    frame = verdicts.set_index(["architecture", "contender"]) if len(verdicts) else verdicts
+    frame = frame.map(significant)
+    if len(frame):
+        frame.index = [f"{arch} {contender}" for arch, contender in frame.index]
+        frame.index.name = "comparison"
+    return frame
+
+
+def _html_page(
+    name: str,
+    headline: list[str],
+    verdicts: pd.DataFrame,
+    sections: dict[str, pd.DataFrame],
+    charts: list[Path],
+) -> str:
     """One self-contained page: the charts travel inside it, so MLflow's viewer shows them."""
     body = [f"<h1>rnnbench report: {html.escape(name)}</h1>"]
+    if headline:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in headline)
+        body += [
+            "<h2>Verdict</h2>",
+            f"<ul>{items}</ul>",
+            f"<p>{html.escape(VERDICT_NOTE)}</p>",
+            _readable(verdicts).to_html(border=0),
+        ]
     for title, frame in sections.items():
         body += [f"<h2>{html.escape(title)}</h2>", frame.to_html(border=0)]
     for chart in charts:

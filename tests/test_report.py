@@ -16,6 +16,7 @@ from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
 from harness.report import Report, build_report, print_report
+from harness.study import Budget, DataOptions, Objective, Pruner, Retrain, Sampler, Study
 
 STUDY = "imdb-test"
 ARCHS = ["lstm", "gru", "bilstm"]  # bilstm: every trial failed, no runs at all
@@ -53,6 +54,7 @@ RETRAIN = {
             secs=[6.0, 5.0, 5.0],
             sps=[1800, 2000, 2000],
             rss=1500.0,
+            val=[0.70, 0.81, 0.82],
         ),
         dict(
             acc=0.84,
@@ -62,6 +64,7 @@ RETRAIN = {
             secs=[5.0, 5.0, 5.0],
             sps=[2000, 2000, 2000],
             rss=1600.0,
+            val=[0.82, 0.83, 0.84],
         ),
     ],
     # keras/gru logged no per-epoch history: seconds per epoch = total_train_seconds / epochs
@@ -101,10 +104,24 @@ TRIALS = {
 }
 
 
-def _study(name: str, architectures: list[str]) -> SimpleNamespace:
-    objective = SimpleNamespace(metric="val_accuracy", direction="maximize")
-    return SimpleNamespace(
-        name=name, architectures=architectures, backends=["keras", "torch"], objective=objective
+def _study(name: str, architectures: list[str]) -> Study:
+    return Study(
+        path=Path(f"{name}.toml"),
+        name=name,
+        description="",
+        task="classification",
+        dataset="imdb",
+        architectures=architectures,
+        backends=["keras", "torch"],  # keras first: the baseline
+        epochs=3,
+        budget=Budget(trials=3),
+        objective=Objective(metric="val_accuracy", direction="maximize", target=0.8),
+        sampler=Sampler(),
+        pruner=Pruner(),
+        data=DataOptions(),
+        retrain=Retrain(),
+        fixed={},
+        search={},
     )
 
 
@@ -156,7 +173,11 @@ def _fill_mlflow(client: MlflowClient, experiment: str) -> None:
                 "parameter_count": 1000.0 if backend == "keras" else 1002.0,
                 "total_train_seconds": r.get("total", sum(r["secs"])),
             }
-            histories = {"epoch_seconds": r["secs"], "samples_per_second": r["sps"]}
+            histories = {
+                "epoch_seconds": r["secs"],
+                "samples_per_second": r["sps"],
+                "val_accuracy": r.get("val", []),
+            }
             _run(
                 client,
                 experiment,
@@ -327,6 +348,7 @@ def test_files_are_written(report: Report, stores: SimpleNamespace) -> None:
         "accuracy.png",
         "time.png",
         "optimization_history.png",
+        "verdicts.csv",
     }
     assert {p.name for p in report.paths.values()} == names
     for path in report.paths.values():
@@ -346,7 +368,10 @@ def test_report_run_holds_the_files(report: Report, stores: SimpleNamespace) -> 
     assert run.data.tags["role"] == "report" and run.data.tags["study"] == STUDY
     assert run.info.run_name == "report" and run.info.status == "FINISHED"
     listed = {a.path for a in stores.client.list_artifacts(report.run_id)}
-    assert listed == {p.name for p in report.paths.values()}
+    # The files, the verdict as an MLflow table (shown in the UI's artifact view) and in words.
+    assert listed == {p.name for p in report.paths.values()} | {"verdicts.json", "headline.txt"}
+    headline = stores.client.download_artifacts(report.run_id, "headline.txt")
+    assert Path(headline).read_text().splitlines() == report.headline
 
 
 def test_print_report(report: Report) -> None:
@@ -379,3 +404,42 @@ def test_gpu_memory_wins_and_an_empty_study_reports_nan(
         .isna()
         .all()
     )
+
+
+def test_verdicts_compare_one_configuration_with_intervals(report: Report) -> None:
+    """Each backend against the baseline (keras, the study's first) on the baseline's newest
+    best configuration: torch's re-trains and its cross runs of that config both count."""
+    lstm, gru, bilstm = report.verdicts
+    assert (lstm.architecture, lstm.contender, lstm.baseline) == ("lstm", "torch", "keras")
+    assert lstm.config_hash == "new"
+    assert sorted(lstm.samples["torch"].quality) == [0.79, 0.80, 0.82, 0.84]
+    assert sorted(lstm.samples["keras"].quality) == [0.81, 0.83]  # not the old config's 0.10
+    assert lstm.quality.estimate == pytest.approx(np.mean([0.79, 0.80, 0.82, 0.84]) - 0.82)
+    assert lstm.quality.low < 0 < lstm.quality.high
+    # Steady-state epochs only: the first epoch of every run is left out.
+    assert sorted(lstm.samples["keras"].epoch_seconds) == [9.0, 10.0, 10.0, 10.0]
+    assert lstm.time.estimate == pytest.approx(5.0 / 9.75)
+    assert lstm.time.high < 1
+    assert lstm.memory.estimate == pytest.approx(1550.0 / 2050.0)
+    # MLPerf's time to target: every epoch counts until val_accuracy first reaches 0.8.
+    assert sorted(lstm.samples["torch"].time_to_target)[:2] == [5.0, 11.0]
+    line = report.headline[0]
+    assert line.startswith("lstm: accuracy: no detectable difference (Δ -0.008, 95% CI [")
+    assert "P(torch>keras) 0.38, n 4/2 seeds" in line
+    assert "torch 1.95x faster [" in line and "per epoch (n 4/4 epochs)" in line
+    assert "0.76x the memory [" in line
+    assert "time to val_accuracy 0.8 (median): torch 8.0 s (2/4 runs)" in line
+    # keras/gru logged no epoch history: no interval, and the line says so.
+    assert "time per epoch: not enough epochs for an interval (n 4/0 epochs)" in gru.headline
+    assert bilstm.headline.startswith("bilstm: no verdict: keras has no finished runs")
+
+
+def test_the_verdict_leads_every_output(report: Report) -> None:
+    markdown = report.paths["markdown"].read_text()
+    assert markdown.index("## Verdict") < markdown.index("## quality")
+    assert report.headline[0] in markdown
+    page = report.paths["html"].read_text()
+    assert page.index("<h2>Verdict</h2>") < page.index("<h2>quality")
+    table = pd.read_csv(report.paths["verdicts"])
+    assert list(table["architecture"]) == ["lstm", "gru", "bilstm"]
+    assert table.loc[0, "time/epoch ratio"] == pytest.approx(5.0 / 9.75)

@@ -1,0 +1,234 @@
+"""Each backend against the study's baseline backend, per architecture: the report's verdicts.
+
+Only runs of one configuration are compared: the baseline's newest best configuration
+(its `config_hash`, which covers the whole run configuration but the seed and the backend), as
+re-trained on the baseline and as run on the contender, whether as the contender's own best
+(`retrain`) or as a cross run. Every figure keeps its n: quality from one test figure per seed,
+cost from every steady-state epoch (the first epoch, which carries tracing and compilation, is
+left out), memory from one peak per run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from harness import verdicts
+from harness.verdicts import Interval
+
+QUALITY = {  # test metric -> (words, higher is better)
+    "test_accuracy": ("accuracy", True),
+    "test_perplexity": ("perplexity", False),
+}
+
+
+@dataclass
+class Samples:
+    """What one backend's runs of the compared configuration measured."""
+
+    quality: list[float] = field(default_factory=list)  # one per run (seed)
+    epoch_seconds: list[float] = field(default_factory=list)  # every steady-state epoch
+    throughput: list[float] = field(default_factory=list)  # every steady-state epoch
+    memory: list[float] = field(default_factory=list)  # one peak per run
+    time_to_target: list[float] = field(default_factory=list)  # one per run; NaN: not reached
+
+    @property
+    def runs(self) -> int:
+        return len(self.quality)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    architecture: str
+    contender: str
+    baseline: str
+    config_hash: str | None
+    quality: Interval
+    p_better: float
+    time: Interval
+    throughput: Interval
+    memory: Interval
+    samples: dict[str, Samples]  # by backend
+    headline: str
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the figures come from: the run columns and which way the quality metric is good."""
+
+    quality_metric: str  # e.g. test_accuracy
+    throughput_metric: str  # samples_per_second or tokens_per_second
+    memory_metric: str  # peak_gpu_memory_mb or peak_rss_mb
+    objective: str  # the per-epoch validation metric, for time to target
+    target: float | None
+    higher_is_better: bool  # of the objective
+
+
+def compared_runs(runs: pd.DataFrame, arch: str, backend: str, config: str | None) -> pd.DataFrame:
+    mask = (
+        (column(runs, "status") == "FINISHED")
+        & column(runs, "tags.role").isin(["retrain", "cross"])
+        & (column(runs, "tags.architecture") == arch)
+        & (column(runs, "tags.backend") == backend)
+        & (column(runs, "tags.config_hash") == config)
+    )
+    return runs[mask]
+
+
+def baseline_config(runs: pd.DataFrame, arch: str, baseline: str) -> str | None:
+    """The config hash of the baseline's newest re-trained best configuration."""
+    mask = (
+        (column(runs, "status") == "FINISHED")
+        & (column(runs, "tags.role") == "retrain")
+        & (column(runs, "tags.architecture") == arch)
+        & (column(runs, "tags.backend") == baseline)
+    )
+    chosen = runs[mask].sort_values("start_time") if mask.any() else runs[mask]
+    hashes = column(chosen, "tags.config_hash").dropna()
+    return str(hashes.iloc[-1]) if len(hashes) else None
+
+
+def gather(client: MlflowClient, runs: pd.DataFrame, sources: Sources) -> Samples:
+    samples = Samples()
+    for _, run in runs.iterrows():
+        samples.quality.append(_number(run, f"metrics.{sources.quality_metric}"))
+        samples.memory.append(_number(run, f"metrics.{sources.memory_metric}"))
+        seconds = _history(client, run["run_id"], "epoch_seconds")
+        samples.epoch_seconds += seconds[1:]
+        samples.throughput += _history(client, run["run_id"], sources.throughput_metric)[1:]
+        if sources.target is not None:
+            values = _history(client, run["run_id"], sources.objective)
+            usable = min(len(values), len(seconds))
+            samples.time_to_target.append(
+                verdicts.time_to_target(
+                    values[:usable], seconds[:usable], sources.target, sources.higher_is_better
+                )
+            )
+    return samples
+
+
+def compare(
+    client: MlflowClient,
+    runs: pd.DataFrame,
+    arch: str,
+    contender: str,
+    baseline: str,
+    sources: Sources,
+) -> Verdict:
+    config = baseline_config(runs, arch, baseline)
+    samples = {
+        backend: gather(client, compared_runs(runs, arch, backend, config), sources)
+        for backend in (contender, baseline)
+    }
+    a, b = samples[contender], samples[baseline]
+    label, higher = QUALITY.get(sources.quality_metric, (sources.quality_metric, True))
+    quality = verdicts.difference(a.quality, b.quality)
+    p_better = verdicts.probability_of_improvement(a.quality, b.quality, higher)
+    time = verdicts.ratio(a.epoch_seconds, b.epoch_seconds)
+    throughput = verdicts.ratio(a.throughput, b.throughput)
+    memory = verdicts.ratio(a.memory, b.memory)
+    if config is None or not a.runs:
+        missing = baseline if config is None else contender
+        headline = (
+            f"{arch}: no verdict: {missing} has no finished runs of {baseline}'s best "
+            "configuration (re-train it, or set [retrain] cross_backend = true)"
+        )
+    else:
+        clauses = [
+            verdicts.quality_words(label, quality, p_better, contender, baseline, higher),
+            verdicts.ratio_words("time per epoch", time, contender, "epochs"),
+            verdicts.ratio_words("memory", memory, contender, "runs"),
+        ]
+        if sources.target is not None:
+            clauses.append(target_words(sources, a, b, contender, baseline))
+        headline = f"{arch}: " + "; ".join(clauses)
+    return Verdict(
+        arch,
+        contender,
+        baseline,
+        config,
+        quality,
+        p_better,
+        time,
+        throughput,
+        memory,
+        samples,
+        headline,
+    )
+
+
+def target_words(sources: Sources, a: Samples, b: Samples, contender: str, baseline: str) -> str:
+    def one(name: str, s: Samples) -> str:
+        reached = [t for t in s.time_to_target if not math.isnan(t)]
+        if not reached:
+            return f"{name} not reached (0/{len(s.time_to_target)} runs)"
+        return f"{name} {np.median(reached):.1f} s ({len(reached)}/{len(s.time_to_target)} runs)"
+
+    return (
+        f"time to {sources.objective} {sources.target:g} (median): "
+        f"{one(contender, a)}, {one(baseline, b)}"
+    )
+
+
+def verdict_table(found: Iterable[Verdict], quality_label: str) -> pd.DataFrame:
+    """One row per (architecture, contender): every estimate and interval bound, with its n."""
+    rows = []
+    for v in found:
+        a, b = v.samples[v.contender], v.samples[v.baseline]
+        reached = {
+            name: [t for t in s.time_to_target if not math.isnan(t)]
+            for name, s in (("contender", a), ("baseline", b))
+        }
+        rows.append(
+            {
+                "architecture": v.architecture,
+                "contender": v.contender,
+                "baseline": v.baseline,
+                f"Δ {quality_label}": v.quality.estimate,
+                "Δ CI low": v.quality.low,
+                "Δ CI high": v.quality.high,
+                f"P({v.contender} better)": v.p_better,
+                "seeds (contender/baseline)": f"{a.runs}/{b.runs}",
+                "time/epoch ratio": v.time.estimate,
+                "time CI low": v.time.low,
+                "time CI high": v.time.high,
+                "steady epochs": f"{len(a.epoch_seconds)}/{len(b.epoch_seconds)}",
+                "throughput ratio": v.throughput.estimate,
+                "throughput CI low": v.throughput.low,
+                "throughput CI high": v.throughput.high,
+                "memory ratio": v.memory.estimate,
+                "memory CI low": v.memory.low,
+                "memory CI high": v.memory.high,
+                "runs (contender/baseline)": f"{len(a.memory)}/{len(b.memory)}",
+                "time to target contender (s)": _median(reached["contender"]),
+                "time to target baseline (s)": _median(reached["baseline"]),
+                "reached (contender/baseline)": (
+                    f"{len(reached['contender'])}/{len(a.time_to_target)}, "
+                    f"{len(reached['baseline'])}/{len(b.time_to_target)}"
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else math.nan
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> list[float]:
+    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def _number(run: pd.Series, key: str) -> float:
+    value = pd.to_numeric(run.get(key), errors="coerce")
+    return float(value) if value is not None and not pd.isna(value) else math.nan
+
+
+def column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column of MLflow's runs table, or NaN where no run has it."""
+    return frame[name] if name in frame else pd.Series(np.nan, index=frame.index, dtype=object)
