@@ -21,7 +21,7 @@ from backends import Backend, get_backend
 from harness.imdb import load_imdb
 from harness.initialization import initial_weights
 from harness.model_spec import ModelSpec, OptimizerSpec
-from harness.perf import MAIN, OPTION, Point
+from harness.perf import MAIN, OPTION, WARMUP_ALLOWANCE, Point
 from harness.system import cpu_model, peak_resident_memory
 from harness.training import epoch_batches, train_epoch
 
@@ -64,7 +64,7 @@ def measure(backend: Backend, point: Point, plan: dict, source: str) -> dict[str
     )
     optimizer = OptimizerSpec()
     data, batches = load_batches(point, plan, source)
-    passes = plan["passes"] + 1  # the first one warms up and is left out
+    passes = plan["passes"] + WARMUP_ALLOWANCE  # the report measures warm-up and drops it
     record: dict[str, object] = {"steps": len(batches)}
     backend.seed(0)
     backend.reset_peak_device_memory()

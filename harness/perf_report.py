@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.perf import BATCH, MAIN, OPTION, SEQUENCE, PerfPlan
+from harness.perf import BATCH, MAIN, OPTION, SEQUENCE, WARMUP_ALLOWANCE, PerfPlan
 from harness.system import cpu_model
 from harness.tables import significant, to_markdown
 
@@ -34,18 +34,39 @@ def spread(values: list[float]) -> dict[str, float]:
     }
 
 
+WARMUP_TOLERANCE = 0.10  # a pass this much slower than the steady median is still warming up
+
+
+def warmup_passes(pass_seconds: list[float]) -> int:
+    """How many leading passes are still warming up: measured, not assumed.
+
+    The steady level is the median of the second half of the passes; warm-up is the run of
+    leading passes more than WARMUP_TOLERANCE above it (caches, allocator pools, oneDNN's
+    kernel choice and TensorFlow's graph optimisation settle over the first passes). At least
+    two passes are always kept.
+    """
+    array = np.asarray(pass_seconds, dtype=float)
+    steady = float(np.median(array[len(array) // 2 :]))
+    count = 0
+    while count < len(array) - 2 and array[count] > (1 + WARMUP_TOLERANCE) * steady:
+        count += 1
+    return count
+
+
 def step_seconds(pass_seconds: list[float], steps: int) -> dict[str, float]:
-    """Per-step figures from whole passes, the first (warm-up) pass left out."""
-    return {k: v / steps for k, v in spread(pass_seconds[1:]).items()}
+    """Per-step figures from whole passes, the measured warm-up passes left out."""
+    return {k: v / steps for k, v in spread(pass_seconds[warmup_passes(pass_seconds) :]).items()}
 
 
 def paired_ratio(harness_seconds: list[float], plain_seconds: list[float]) -> dict[str, float]:
-    """Harness/plain per pair of neighbouring passes (they alternate), warm-up pair left out.
+    """Harness/plain per pair of neighbouring passes (they alternate), the pairs in which
+    either side was still warming up left out.
 
     Each pair saw the same machine, so the median of the pairs' ratios shrugs off the slow
     drift of a shared machine that a ratio of two medians would carry into the result."""
-    ratios = [h / p for h, p in zip(harness_seconds[1:], plain_seconds[1:], strict=True)]
-    return spread(ratios)
+    skip = max(warmup_passes(harness_seconds), warmup_passes(plain_seconds))
+    pairs = zip(harness_seconds[skip:], plain_seconds[skip:], strict=True)
+    return spread([h / p for h, p in pairs])
 
 
 def _rows(records: list[dict], kind: str) -> list[dict]:
@@ -64,11 +85,14 @@ def main_table(records: list[dict]) -> pd.DataFrame:
                 "architecture": r["architecture"],
                 "backend": r["backend"],
                 "kernel": r["kernel"],
+                "denormals": r.get("denormal_mode", ""),
                 "step_ms": 1e3 * step["median"],
                 "step_iqr_ms": 1e3 * (step["p75"] - step["p25"]),
                 "samples_per_s": r["batch_size"] / step["median"],
                 "eval_samples_per_s": r["eval_samples"] / eval_seconds,
                 "first_step_s": r["first_step_seconds"],
+                "warmup_passes": warmup_passes(r["pass_seconds"]),
+                "plain_warmup_passes": warmup_passes(r["plain_pass_seconds"]),
                 "peak_rss_mib": r["peak_rss_bytes"] / 2**20,
                 "peak_gpu_mib": (r["peak_device_bytes"] or 0) / 2**20 or None,
                 "plain_step_ms": 1e3 * plain["median"],
@@ -170,6 +194,8 @@ def option_table(records: list[dict]) -> pd.DataFrame:
                 "status": "measured",
                 "kernel": r["kernel"],
                 "first_step_s": r["first_step_seconds"],
+                "warmup_passes": warmup_passes(r["pass_seconds"]),
+                "plain_warmup_passes": warmup_passes(r["plain_pass_seconds"]),
                 "step_ms": 1e3 * step,
                 "plain_path_step_ms": 1e3 * base,
                 "speedup": base / step,
@@ -224,8 +250,10 @@ def render(records: list[dict], plan: PerfPlan, command: str) -> tuple[str, dict
         f"Reproduce: `{command}`. Model: embedding {plan.embedding_dim}, hidden "
         f"{plan.hidden_size}, vocabulary {plan.num_words}, RMSprop; real IMDB reviews through "
         "the harness's pipeline. Every step time is the median over "
-        f"{plan.passes} passes of the same {plan.steps} batches (one warm-up pass left out), "
-        "each pass ended by a forced read of a device value.",
+        f"{plan.passes + WARMUP_ALLOWANCE} passes of the same {plan.steps} batches, the "
+        "warm-up passes left out: those still more than "
+        f"{WARMUP_TOLERANCE:.0%} slower than the median of the later half (`warmup_passes`, "
+        "measured per row), each pass ended by a forced read of a device value.",
         "",
         "## Harness against the plain framework",
         "",

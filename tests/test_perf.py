@@ -26,6 +26,7 @@ from harness.perf_report import (
     paired_ratio,
     spread,
     step_seconds,
+    warmup_passes,
 )
 from harness.study import load_study
 
@@ -95,10 +96,13 @@ def test_ratio_is_recomputed_from_the_raw_passes(perf_run):
         plain = step_seconds(record["plain_pass_seconds"], record["steps"])["median"]
         assert row["step_ms"] == pytest.approx(1e3 * harness)
         assert row["plain_step_ms"] == pytest.approx(1e3 * plain)
+        skip = max(
+            warmup_passes(record["pass_seconds"]), warmup_passes(record["plain_pass_seconds"])
+        )
         pairs = [
             h / p
             for h, p in zip(
-                record["pass_seconds"][1:], record["plain_pass_seconds"][1:], strict=True
+                record["pass_seconds"][skip:], record["plain_pass_seconds"][skip:], strict=True
             )
         ]
         assert row["harness_plain_ratio"] == pytest.approx(float(np.median(pairs)))
@@ -136,6 +140,14 @@ def test_spread_and_warm_up_pass():
     assert step_seconds([50.0, 2.0, 4.0, 6.0], steps=2)["median"] == 2.0
 
 
+def test_warm_up_is_measured_not_assumed():
+    # The PyTorch LSTM's first passes on a CPU (ms): 184 and 113 before it settles near 27.
+    assert warmup_passes([184.0, 113.0, 27.0, 28.0, 27.0, 29.0, 28.0]) == 2
+    assert warmup_passes([27.0, 28.0, 27.0, 29.0]) == 0  # nothing to leave out
+    assert warmup_passes([90.0, 80.0, 70.0]) == 1  # always two passes kept
+    assert step_seconds([184.0, 113.0, 27.0, 28.0, 27.0, 29.0, 28.0], steps=1)["median"] == 28.0
+
+
 def test_linear_cost_and_flattening():
     seq = pd.DataFrame(
         {
@@ -155,7 +167,7 @@ def test_linear_cost_and_flattening():
             "backend": "torch",
             "batch_size": size,
             "steps": 1,
-            "pass_seconds": [9.0, seconds],
+            "pass_seconds": [9.0, seconds, seconds],  # a warm-up pass, then two steady ones
         }
         for size, seconds in ((32, 1.0), (64, 1.0), (128, 1.9), (256, 3.8))
     ]
