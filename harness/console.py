@@ -81,7 +81,8 @@ def print_train_result(console: Console, result: TrainResult) -> None:
     device = result.accelerator or "CPU"
     epochs = Table(
         title=f"{c.backend}/{c.architecture} ({result.framework} {result.framework_version}, "
-        f"{device}, {result.parameter_count:,} trainable parameters)"
+        f"{device}, {result.parameter_count:,} trainable parameters, {result.kernel} kernel, "
+        f"denormals {result.denormal_mode})"
     )
     for column in (
         "epoch",

@@ -6,11 +6,12 @@ made under, every run carries its digest, and a `bench run`, `bench worker` or `
 whose study file now says something else stops before any work, naming what changed.
 
 In the digest: the task and dataset, epochs, the data options, the fixed values (execution
-options among them), the search space with its defaults, the objective (and its target), the
-sampler and the pruner. Not in it: the name and description, which architectures and backends
-take part (each search is one of them), the trial budget and timeout, and the re-training's seed
-count and cross-backend switch. Those change how much is run, never what any one run computes,
-so raising them resumes and adds runs.
+options among them), the search space with its defaults, and the objective (and its target):
+everything that changes what one run computes or how it is judged. Not in it: the name and
+description, which architectures and backends take part (each search is one of them), the trial
+budget and timeout, the sampler and pruner (they choose which configurations are tried and which
+stop early, never what a finished run computes), and the re-training's seed count and
+cross-backend switch. Those change how much is run, so changing them resumes and adds runs.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ def definition(study: Study) -> dict[str, object]:
         "fixed": dict(study.fixed),
         "search": {name: knob.model_dump() for name, knob in study.search.items()},
         "objective": study.objective.model_dump(),
-        "sampler": study.sampler.model_dump(),
-        "pruner": study.pruner.model_dump(),
     }
 
 
@@ -53,6 +52,12 @@ def digest(value: dict[str, object]) -> str:
 
 def study_digest(study: Study) -> str:
     return digest(definition(study))
+
+
+def attributes(study: Study) -> dict[str, str]:
+    """What a store keeps of a study's identity: the definition (to name a change) and its
+    digest (to compare at a glance)."""
+    return {DEFINITION_KEY: canonical(definition(study)), DIGEST_KEY: study_digest(study)}
 
 
 def _flat(value: object, prefix: str = "") -> dict[str, object]:

@@ -29,6 +29,7 @@ from rich.table import Table
 
 from harness import plots
 from harness.comparisons import Sources, Verdict, column, compare, verdict_table
+from harness.identity import DIGEST_KEY, study_digest
 from harness.runner import check_identity
 from harness.search import open_storage, optuna_study_name
 from harness.tables import significant, to_markdown
@@ -109,7 +110,7 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
 
     Never trains; safe to run while `bench run` is still going (it reports what has finished).
     """
-    tracker = Tracker(tracking_uri, study.name)
+    tracker = Tracker(tracking_uri, study.name, run_tags={DIGEST_KEY: study_digest(study)})
     storage = open_storage(storage_url)
     check_identity(study, tracker, storage)  # never report runs of another definition
     storage.engine.dispose()

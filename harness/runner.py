@@ -89,10 +89,8 @@ def check_identity(study: Study, tracker: Tracker, storage: optuna.storages.Base
     for name, definition in search.stored_definitions(study, storage).items():
         identity.check(study, definition, f"the Optuna search {name!r}")
     if stored is None:
-        tracker.set_experiment_tag(
-            identity.DEFINITION_KEY, identity.canonical(identity.definition(study))
-        )
-        tracker.set_experiment_tag(identity.DIGEST_KEY, identity.study_digest(study))
+        for key, value in identity.attributes(study).items():
+            tracker.set_experiment_tag(key, value)
 
 
 class ChildProcesses:
@@ -177,12 +175,11 @@ class StudyRunner:
         self.on_event = on_event
         self.workers = workers
         self.storage = search.open_storage(places.storage_url)
-        self.digest = identity.study_digest(study)
         self.tracker = Tracker(
             places.tracking_uri,
             study.name,
             places.out / "artifacts",
-            run_tags={identity.DIGEST_KEY: self.digest},
+            run_tags={identity.DIGEST_KEY: identity.study_digest(study)},
         )
         check_identity(study, self.tracker, self.storage)
         self.jobs = places.out / "jobs"

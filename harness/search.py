@@ -108,10 +108,8 @@ def open_search(
         load_if_exists=True,
     )
     if identity.DEFINITION_KEY not in search.user_attrs:
-        search.set_user_attr(
-            identity.DEFINITION_KEY, identity.canonical(identity.definition(study))
-        )
-        search.set_user_attr(identity.DIGEST_KEY, identity.study_digest(study))
+        for key, value in identity.attributes(study).items():
+            search.set_user_attr(key, value)
     if not search.trials:
         defaults = {k: v.default for k, v in study.search.items()}
         # Workers starting together may all get here: only the first one's copy is queued.

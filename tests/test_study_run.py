@@ -284,3 +284,50 @@ def test_bench_report_rebuilds_the_comparison_from_the_stores(stores):
     assert len(mlflow_runs(out, role="report")) == before + 1
     missing = bench("report", "--study", str(out.parent / "tiny.toml"), "--out", "/no/such/run")
     assert missing.returncode == 2 and "error: --out" in missing.stderr
+
+
+def store_counts(out: Path) -> tuple[int, int]:
+    """Training runs (MLflow) and trials (Optuna) in the stores, to prove that none was added;
+    report runs are left out, as every report adds one."""
+    runs = sum(len(mlflow_runs(out, role=role)) for role in ("search", "trial", "retrain", "cross"))
+    trials = sum(len(optuna_study(out, backend).trials) for backend in BACKENDS)
+    return runs, trials
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (("epochs = 2", "epochs = 3"), "epochs: 2 -> 3"),
+        (("embedding_dim = 8", "embedding_dim = 16"), "fixed.embedding_dim: 8 -> 16"),
+        (("subset = 200", "subset = 150"), "data.subset: 200 -> 150"),
+    ],
+)
+def test_a_changed_definition_stops_before_any_work(stores, imdb_slice, tmp_path, edit, named):
+    """Runs of different definitions are never mixed: one line, exit 2, the stores untouched."""
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY.format(trials=3, pruner=PRUNE_EVERYTHING).replace(*edit))
+    before = store_counts(stores["out"])
+    result = bench(
+        "run", "--study", str(study), "--out", str(stores["out"]), "--data", str(imdb_slice)
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {study}: the study definition changed since the ")
+    assert named in lines[0] and "a new --out" in lines[0] and "new [study] name" in lines[0]
+    assert store_counts(stores["out"]) == before
+
+
+def test_a_comment_only_edit_resumes(stores, imdb_slice, tmp_path):
+    study = tmp_path / "tiny.toml"
+    text = TINY.format(trials=3, pruner=PRUNE_EVERYTHING)
+    study.write_text(
+        "# a note for the reader\n" + text.replace("epochs = 2", "epochs   =   2  # x")
+    )
+    before = store_counts(stores["out"])
+    result = bench(
+        "run", "--study", str(study), "--out", str(stores["out"]), "--data", str(imdb_slice)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs, trials = store_counts(stores["out"])
+    assert trials == before[1] and runs == before[0]  # resumed: nothing left to run or add

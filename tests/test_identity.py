@@ -1,0 +1,68 @@
+"""What counts as a change of a study's definition, read from real study files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+from harness import identity
+from harness.errors import BenchError
+from harness.study import load_study
+
+QUICK = (REPO / "studies" / "imdb-quick.toml").read_text()
+
+
+def study_from(text: str, tmp_path: Path, name: str = "edited.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return load_study(path)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("# The full study shrunk", "#   reworded comment\n# The full study shrunk"),
+        ("trials = 2", "trials = 7"),  # budget: resumes and adds trials
+        ("timeout_minutes = 3", "timeout_minutes = 30"),
+        ("seeds = 2", "seeds = 5"),  # more seeds: more runs, none computed differently
+        ('type = "median"', 'type = "none"'),  # which trials stop early, not what a run computes
+        ("n_startup_trials = 1", ""),
+    ],
+)
+def test_edits_that_change_no_run_keep_the_identity(tmp_path, edit):
+    original = load_study(REPO / "studies" / "imdb-quick.toml")
+    edited = study_from(QUICK.replace(*edit), tmp_path)
+    assert identity.study_digest(edited) == identity.study_digest(original)
+    identity.check(edited, identity.attributes(original)[identity.DEFINITION_KEY], "the stores")
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (("epochs = 2", "epochs = 3"), "epochs: 2 -> 3"),
+        (("subset = 1000", "subset = 900"), "data.subset: 1000 -> 900"),
+        (("embedding_dim = 16", "embedding_dim = 32"), "fixed.embedding_dim: 16 -> 32"),
+        (("num_layers = 1", 'num_layers = 1\nprecision = "bf16"'), "fixed.precision: 'unset'"),
+        (
+            ("step = 16, default = 32", "step = 16, default = 16"),
+            "search.hidden_size.default: 32 -> 16",
+        ),
+        (('direction = "maximize"', 'direction = "maximize"\ntarget = 0.8'), "objective.target"),
+    ],
+)
+def test_edits_that_change_a_run_are_named_in_one_line(tmp_path, edit, named):
+    original = load_study(REPO / "studies" / "imdb-quick.toml")
+    edited = study_from(QUICK.replace(*edit), tmp_path)
+    assert identity.study_digest(edited) != identity.study_digest(original)
+    stored = identity.attributes(original)[identity.DEFINITION_KEY]
+    with pytest.raises(BenchError) as raised:
+        identity.check(edited, stored, "the MLflow experiment 'imdb-quick'")
+    message = str(raised.value)
+    assert "\n" not in message and named in message
+    assert "since the MLflow experiment 'imdb-quick' was made" in message
+
+
+def test_stores_made_before_identities_were_recorded_are_accepted():
+    identity.check(load_study(REPO / "studies" / "imdb-quick.toml"), None, "an old store")
