@@ -176,7 +176,12 @@ def points_and_intervals(
                 axes.plot(centre, mean.estimate, "_", color=f"C{i}", ms=18)
     axes.set_xticks(np.arange(len(architectures)), architectures)
     axes.set_xlim(-0.6, len(architectures) - 0.4)
-    n = f"n = {min(counts)}-{max(counts)} {unit}s per bar" if counts else "no runs"
+    spread = (
+        f"{min(counts)}"
+        if counts and min(counts) == max(counts)
+        else f"{min(counts, default=0)}-{max(counts, default=0)}"
+    )
+    n = f"n = {spread} {unit}s per bar" if counts else "no runs"
     axes.set(ylabel=ylabel, title=f"{ylabel}: each {unit}, mean and 95% CI ({n})")
     if counts:
         axes.legend(fontsize="small")
