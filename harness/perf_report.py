@@ -195,7 +195,6 @@ def option_table(records: list[dict]) -> pd.DataFrame:
                 "kernel": r["kernel"],
                 "first_step_s": r["first_step_seconds"],
                 "warmup_passes": warmup_passes(r["pass_seconds"]),
-                "plain_warmup_passes": warmup_passes(r["plain_pass_seconds"]),
                 "step_ms": 1e3 * step,
                 "plain_path_step_ms": 1e3 * base,
                 "speedup": base / step,

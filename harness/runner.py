@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from harness import identity, search
@@ -89,8 +90,12 @@ def check_identity(study: Study, tracker: Tracker, storage: optuna.storages.Base
     for name, definition in search.stored_definitions(study, storage).items():
         identity.check(study, definition, f"the Optuna search {name!r}")
     if stored is None:
-        for key, value in identity.attributes(study).items():
-            tracker.set_experiment_tag(key, value)
+        try:
+            for key, value in identity.attributes(study).items():
+                tracker.set_experiment_tag(key, value)
+        except MlflowException:  # another worker recorded it a moment ago: it must agree
+            stored = tracker.experiment_tag(identity.DEFINITION_KEY)
+            identity.check(study, stored, f"the MLflow experiment {study.name!r}")
 
 
 class ChildProcesses:

@@ -108,8 +108,11 @@ def open_search(
         load_if_exists=True,
     )
     if identity.DEFINITION_KEY not in search.user_attrs:
-        for key, value in identity.attributes(study).items():
-            search.set_user_attr(key, value)
+        try:
+            for key, value in identity.attributes(study).items():
+                search.set_user_attr(key, value)
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.IntegrityError):
+            pass  # another worker recorded it a moment ago (its definition was checked too)
     if not search.trials:
         defaults = {k: v.default for k, v in study.search.items()}
         # Workers starting together may all get here: only the first one's copy is queued.
