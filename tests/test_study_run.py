@@ -229,8 +229,15 @@ def test_report_compares_both_backends(stores):
     report = stores["out"] / "report"
     csv = (report / "report.csv").read_text().splitlines()
     assert csv[0].startswith("architecture,") and csv[1].startswith("gru,")
-    for name in ("report.md", "report.html", "accuracy.png", "time.png"):
+    for name in ("report.md", "report.html", "accuracy.png", "time.png", "verdicts.csv"):
         assert (report / name).stat().st_size > 0
+    # The verdict leads: torch against keras (the first backend) on keras's best configuration,
+    # from keras's re-train and torch's run of that configuration (a cross run, or its own
+    # re-train when both searches found the same best).
+    markdown = (report / "report.md").read_text()
+    assert markdown.index("## Verdict") < markdown.index("## quality")
+    assert "\n- gru: accuracy: " in markdown
+    assert "  gru: accuracy: " in stores["second_run"].stdout
     assert mlflow_runs(stores["out"], role="report")
     assert "mlflow ui --backend-store-uri" in stores["second_run"].stdout
     assert "optuna-dashboard sqlite:///" in stores["second_run"].stdout
