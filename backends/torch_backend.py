@@ -317,8 +317,9 @@ class TorchModel(TrainableModel):
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
                 self.module.train()
                 with _quiet_stderr(), torch.profiler.profile(activities=activities) as profile:
+                    # The eager module: a compiled network would trace this tiny batch too.
                     with self._kernels(), self._autocast():
-                        self.loss_fn(self.network(xs), ys).backward()
+                        self.loss_fn(self.module(xs), ys).backward()
                 self.optimizer.zero_grad(set_to_none=True)
             names = " ".join(event.name for event in profile.events())
             self._kernel = (

@@ -5,7 +5,8 @@ Only runs of one configuration are compared: the baseline's newest best configur
 re-trained on the baseline and as run on the contender, whether as the contender's own best
 (`retrain`) or as a cross run. Every figure keeps its n: quality from one test figure per seed,
 cost from every steady-state epoch (the first epoch, which carries tracing and compilation, is
-left out), memory from one peak per run.
+left out) averaged within each run, memory from one peak per run: one value per run, as the
+epochs of one run are not independent draws.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ class Samples:
     """What one backend's runs of the compared configuration measured."""
 
     quality: list[float] = field(default_factory=list)  # one per run (seed)
-    epoch_seconds: list[float] = field(default_factory=list)  # every steady-state epoch
-    throughput: list[float] = field(default_factory=list)  # every steady-state epoch
+    epoch_seconds: list[float] = field(default_factory=list)  # per run: its steady epochs' mean
+    throughput: list[float] = field(default_factory=list)  # per run: its steady epochs' mean
     memory: list[float] = field(default_factory=list)  # one peak per run
     time_to_target: list[float] = field(default_factory=list)  # one per run; NaN: not reached
+    steady_epochs: int = 0  # behind `epoch_seconds`, for the n shown
 
     @property
     def runs(self) -> int:
@@ -69,15 +71,30 @@ class Sources:
     higher_is_better: bool  # of the objective
 
 
-def compared_runs(runs: pd.DataFrame, arch: str, backend: str, config: str | None) -> pd.DataFrame:
+def compared_runs(
+    runs: pd.DataFrame, arch: str, backend: str, baseline: str, config: str | None
+) -> pd.DataFrame:
+    """One finished run per seed of `config` on `backend`, newest first.
+
+    The baseline's are its re-trains. The contender's are its runs of the baseline's
+    configuration: cross runs (config_from = baseline) where there are any, else its own
+    re-trains of the same configuration (both searches found the same best). Never both: the
+    same seed would then count twice.
+    """
     mask = (
         (column(runs, "status") == "FINISHED")
-        & column(runs, "tags.role").isin(["retrain", "cross"])
         & (column(runs, "tags.architecture") == arch)
         & (column(runs, "tags.backend") == backend)
         & (column(runs, "tags.config_hash") == config)
     )
-    return runs[mask]
+    if backend == baseline:
+        mask &= column(runs, "tags.role") == "retrain"
+    else:
+        cross = mask & (column(runs, "tags.role") == "cross")
+        cross &= column(runs, "tags.config_from") == baseline
+        mask = cross if cross.any() else mask & (column(runs, "tags.role") == "retrain")
+    chosen = runs[mask].sort_values("start_time", ascending=False)
+    return chosen.drop_duplicates("tags.seed") if "tags.seed" in chosen else chosen
 
 
 def baseline_config(runs: pd.DataFrame, arch: str, baseline: str) -> str | None:
@@ -94,13 +111,17 @@ def baseline_config(runs: pd.DataFrame, arch: str, baseline: str) -> str | None:
 
 
 def gather(client: MlflowClient, runs: pd.DataFrame, sources: Sources) -> Samples:
+    """One value per run: its test figure, its peak memory, and the mean of its steady-state
+    epochs (the first left out: it carries tracing and compilation)."""
     samples = Samples()
     for _, run in runs.iterrows():
         samples.quality.append(_number(run, f"metrics.{sources.quality_metric}"))
         samples.memory.append(_number(run, f"metrics.{sources.memory_metric}"))
         seconds = _history(client, run["run_id"], "epoch_seconds")
-        samples.epoch_seconds += seconds[1:]
-        samples.throughput += _history(client, run["run_id"], sources.throughput_metric)[1:]
+        throughput = _history(client, run["run_id"], sources.throughput_metric)
+        samples.epoch_seconds.append(_mean(seconds[1:]))
+        samples.throughput.append(_mean(throughput[1:]))
+        samples.steady_epochs += len(seconds[1:])
         if sources.target is not None:
             values = _history(client, run["run_id"], sources.objective)
             usable = min(len(values), len(seconds))
@@ -110,6 +131,10 @@ def gather(client: MlflowClient, runs: pd.DataFrame, sources: Sources) -> Sample
                 )
             )
     return samples
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
 
 
 def compare(
@@ -122,7 +147,7 @@ def compare(
 ) -> Verdict:
     config = baseline_config(runs, arch, baseline)
     samples = {
-        backend: gather(client, compared_runs(runs, arch, backend, config), sources)
+        backend: gather(client, compared_runs(runs, arch, backend, baseline, config), sources)
         for backend in (contender, baseline)
     }
     a, b = samples[contender], samples[baseline]
@@ -141,7 +166,12 @@ def compare(
     else:
         clauses = [
             verdicts.quality_words(label, quality, p_better, contender, baseline, higher),
-            verdicts.ratio_words("time per epoch", time, contender, "epochs"),
+            verdicts.ratio_words(
+                "time per epoch",
+                time,
+                contender,
+                f"runs, {a.steady_epochs}/{b.steady_epochs} steady epochs",
+            ),
             verdicts.ratio_words("memory", memory, contender, "runs"),
         ]
         if sources.target is not None:
@@ -197,7 +227,7 @@ def verdict_table(found: Iterable[Verdict], quality_label: str) -> pd.DataFrame:
                 "time/epoch ratio": v.time.estimate,
                 "time CI low": v.time.low,
                 "time CI high": v.time.high,
-                "steady epochs": f"{len(a.epoch_seconds)}/{len(b.epoch_seconds)}",
+                "steady epochs": f"{a.steady_epochs}/{b.steady_epochs}",
                 "throughput ratio": v.throughput.estimate,
                 "throughput CI low": v.throughput.low,
                 "throughput CI high": v.throughput.high,

@@ -137,9 +137,11 @@ class PerfJob:
     points: list[dict[str, object]]
     plan: dict[str, object]
     data: str  # the resolved dataset source
+    part: str = ""  # a job of its own for points that need a fresh process, e.g. "denormals"
 
     def write(self, folder: Path) -> Path:
-        path = folder / f"{self.backend}-{self.architecture}.json"
+        suffix = f"-{self.part}" if self.part else ""
+        path = folder / f"{self.backend}-{self.architecture}{suffix}.json"
         path.write_text(json.dumps(asdict(self), indent=1))
         return path
 
@@ -192,10 +194,18 @@ def run_plan(plan: PerfPlan, data: Path, folder: Path, on_event: EventHandler) -
     folder.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     for architecture in plan.architectures:
-        points = [asdict(point) for point in plan.points(architecture)]
+        points = plan.points(architecture)
+        # A process's denormal mode reaches only the threads started after it is set, so the
+        # points that keep denormals get a process of their own.
+        parts = {
+            "": [asdict(p) for p in points if p.flush_denormal],
+            "denormals": [asdict(p) for p in points if not p.flush_denormal],
+        }
         for backend in plan.backends:
-            job = PerfJob(backend, architecture, points, plan.as_dict(), str(data))
-            records += run_job(job, folder, on_event)
+            for part, chosen in parts.items():
+                if chosen:
+                    job = PerfJob(backend, architecture, chosen, plan.as_dict(), str(data), part)
+                    records += run_job(job, folder, on_event)
     return records
 
 

@@ -112,9 +112,9 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     """
     tracker = Tracker(tracking_uri, study.name, run_tags={DIGEST_KEY: study_digest(study)})
     storage = open_storage(storage_url)
-    check_identity(study, tracker, storage)  # never report runs of another definition
+    check_identity(study, tracker, storage, record=False)  # never report another definition
     storage.engine.dispose()
-    runs = read_runs(tracker.client, tracker.experiment_id, study.name)
+    runs = same_definition(read_runs(tracker.client, tracker.experiment_id, study.name), tracker)
     trials = read_trials(study, storage_url)
     backends = list(dict.fromkeys([BASELINE, CONTENDER, *study.backends]))
     memory = "peak_gpu_memory_mb" if _has_metric(runs, "peak_gpu_memory_mb") else "peak_rss_mb"
@@ -246,6 +246,17 @@ def read_runs(client: MlflowClient, experiment_id: str, study_name: str) -> pd.D
             break
     runs = pd.DataFrame(rows, columns=["run_id", "status", "start_time"] if not rows else None)
     return runs[column(runs, "tags.study") == study_name]
+
+
+def same_definition(runs: pd.DataFrame, tracker: Tracker) -> pd.DataFrame:
+    """Only the runs made under the study's definition, where runs say which they were made
+    under: the current digest, or the one recorded in the experiment when it was created (the
+    identity check has just accepted that definition as this study's)."""
+    digests = column(runs, f"tags.{DIGEST_KEY}")
+    if digests.isna().all():
+        return runs  # a store from before identities were recorded: nothing to tell apart
+    accepted = {tracker.base_tags[DIGEST_KEY], tracker.experiment_tag(DIGEST_KEY)}
+    return runs[digests.isin(accepted)]
 
 
 def read_trials(study: Study, storage_url: str) -> dict[tuple[str, str], list[FrozenTrial]]:
@@ -437,10 +448,11 @@ def _trials(row: pd.Series, backend: str) -> str:
 
 VERDICT_NOTE = (
     "Each line compares a backend with the study's baseline on the baseline's best "
-    "configuration: quality is the difference of the test metric's means over the re-train "
-    "seeds, cost the ratio of means over all steady-state epochs (the first left out) and of "
-    "peak memory over runs, each with a 95% percentile-bootstrap interval; an interval that "
-    "contains no change reads 'no detectable difference'."
+    "configuration, one value per run: quality is the difference of the test metric's means "
+    "over the re-train seeds, cost the ratio (of geometric means) of each run's steady-state "
+    "time per epoch (the first epoch left out) and of peak memory, each with a 95% interval "
+    "(Welch's t below 20 runs a side, where a bootstrap is too narrow; the percentile "
+    "bootstrap above); an interval that contains no change reads 'no detectable difference'."
 )
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from harness import identity, search
@@ -82,20 +81,24 @@ def config_hash(config: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def check_identity(study: Study, tracker: Tracker, storage: optuna.storages.BaseStorage) -> None:
-    """Stop before any work when the stores were made under another study definition, and
-    record the definition in a new MLflow experiment (new searches record their own)."""
+def check_identity(
+    study: Study, tracker: Tracker, storage: optuna.storages.BaseStorage, record: bool = True
+) -> None:
+    """Stop before any work when the stores were made under another study definition; with
+    `record`, write the definition into a new MLflow experiment (new searches record their own).
+
+    The write is read back and checked: two processes with different definitions starting on
+    one empty store at once would otherwise both pass, the last writer's definition winning.
+    """
+    where = f"the MLflow experiment {study.name!r}"
     stored = tracker.experiment_tag(identity.DEFINITION_KEY)
-    identity.check(study, stored, f"the MLflow experiment {study.name!r}")
+    identity.check(study, stored, where)
     for name, definition in search.stored_definitions(study, storage).items():
         identity.check(study, definition, f"the Optuna search {name!r}")
-    if stored is None:
-        try:
-            for key, value in identity.attributes(study).items():
-                tracker.set_experiment_tag(key, value)
-        except MlflowException:  # another worker recorded it a moment ago: it must agree
-            stored = tracker.experiment_tag(identity.DEFINITION_KEY)
-            identity.check(study, stored, f"the MLflow experiment {study.name!r}")
+    if stored is None and record:
+        for key, value in identity.attributes(study).items():
+            tracker.set_experiment_tag(key, value)
+        identity.check(study, tracker.experiment_tag(identity.DEFINITION_KEY), where)
 
 
 class ChildProcesses:

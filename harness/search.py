@@ -108,11 +108,12 @@ def open_search(
         load_if_exists=True,
     )
     if identity.DEFINITION_KEY not in search.user_attrs:
-        try:
-            for key, value in identity.attributes(study).items():
-                search.set_user_attr(key, value)
-        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.IntegrityError):
-            pass  # another worker recorded it a moment ago (its definition was checked too)
+        for key, value in identity.attributes(study).items():
+            search.set_user_attr(key, value)
+    # Read back: a process with another definition may have created this search meanwhile.
+    identity.check(
+        study, search.user_attrs.get(identity.DEFINITION_KEY), f"the Optuna search {name!r}"
+    )
     if not search.trials:
         defaults = {k: v.default for k, v in study.search.items()}
         # Workers starting together may all get here: only the first one's copy is queued.
