@@ -53,9 +53,10 @@ def _clean(values: Sequence[float]) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
-def _bootstrap(statistic, contender: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
+def _bootstrap(statistic, *samples: np.ndarray) -> tuple[float, float]:
+    """The percentile bootstrap's 95% interval of `statistic` over independent samples."""
     result = stats.bootstrap(
-        (contender, baseline),
+        samples,
         statistic,
         n_resamples=RESAMPLES,
         confidence_level=CONFIDENCE,
@@ -207,14 +208,5 @@ def mean_interval(values: Sequence[float]) -> Interval:
     if len(a) < SMALL_SAMPLE:
         low, high = stats.ttest_1samp(a, 0.0).confidence_interval(confidence_level=CONFIDENCE)
     else:
-        low, high = stats.bootstrap(
-            (a,),
-            np.mean,
-            n_resamples=RESAMPLES,
-            confidence_level=CONFIDENCE,
-            method="percentile",
-            vectorized=True,
-            axis=-1,
-            rng=np.random.default_rng(SEED),
-        ).confidence_interval
+        low, high = _bootstrap(np.mean, a)
     return Interval(float(a.mean()), float(low), float(high), (len(a), 0))
