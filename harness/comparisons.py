@@ -43,6 +43,11 @@ class Samples:
     def runs(self) -> int:
         return len(self.quality)
 
+    @property
+    def reached(self) -> list[float]:
+        """The times to target of the runs that reached it."""
+        return [t for t in self.time_to_target if not math.isnan(t)]
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -194,10 +199,10 @@ def compare(
 
 def target_words(sources: Sources, a: Samples, b: Samples, contender: str, baseline: str) -> str:
     def one(name: str, s: Samples) -> str:
-        reached = [t for t in s.time_to_target if not math.isnan(t)]
-        if not reached:
-            return f"{name} not reached (0/{len(s.time_to_target)} runs)"
-        return f"{name} {np.median(reached):.1f} s ({len(reached)}/{len(s.time_to_target)} runs)"
+        runs = len(s.time_to_target)
+        if not s.reached:
+            return f"{name} not reached (0/{runs} runs)"
+        return f"{name} {np.median(s.reached):.1f} s ({len(s.reached)}/{runs} runs)"
 
     return (
         f"time to {sources.objective} {sources.target:g} (median): "
@@ -210,10 +215,6 @@ def verdict_table(found: Iterable[Verdict], quality_label: str) -> pd.DataFrame:
     rows = []
     for v in found:
         a, b = v.samples[v.contender], v.samples[v.baseline]
-        reached = {
-            name: [t for t in s.time_to_target if not math.isnan(t)]
-            for name, s in (("contender", a), ("baseline", b))
-        }
         rows.append(
             {
                 "architecture": v.architecture,
@@ -235,11 +236,11 @@ def verdict_table(found: Iterable[Verdict], quality_label: str) -> pd.DataFrame:
                 "memory CI low": v.memory.low,
                 "memory CI high": v.memory.high,
                 "runs (contender/baseline)": f"{len(a.memory)}/{len(b.memory)}",
-                "time to target contender (s)": _median(reached["contender"]),
-                "time to target baseline (s)": _median(reached["baseline"]),
+                "time to target contender (s)": _median(a.reached),
+                "time to target baseline (s)": _median(b.reached),
                 "reached (contender/baseline)": (
-                    f"{len(reached['contender'])}/{len(a.time_to_target)}, "
-                    f"{len(reached['baseline'])}/{len(b.time_to_target)}"
+                    f"{len(a.reached)}/{len(a.time_to_target)}, "
+                    f"{len(b.reached)}/{len(b.time_to_target)}"
                 ),
             }
         )

@@ -40,8 +40,7 @@ class Point:
     option: str = ""  # OPTION points: the fast path's name, e.g. "bf16"
     needs_gpu: bool = False  # measured only where the framework has a GPU
     plain: bool = False  # also time the framework's tutorial path on the same batches
-
-    flush_denormal: bool = True
+    flush_denormal: bool = True  # False: a point that keeps denormals (its own process)
 
     def options(self) -> ExecutionOptions:
         return ExecutionOptions(self.precision, self.jit_compile, self.cudnn, self.flush_denormal)

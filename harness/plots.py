@@ -8,7 +8,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; trial processes have no display
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
@@ -64,32 +63,6 @@ def confusion_matrix(
     return figure
 
 
-def grouped_bars(
-    table: pd.DataFrame, column: str, backends: list[str], ylabel: str, error: str | None = None
-) -> Figure:  # the report's table: columns named "<column> <backend>", one row per architecture
-    """Grouped bars: one group per architecture, one bar per backend."""
-    figure = Figure(figsize=(2 + 1.5 * len(table), 3.8), layout="constrained")
-    axes = figure.subplots()
-    x, width = np.arange(len(table)), 0.8 / len(backends)
-    for i, backend in enumerate(backends):
-        heights = table[f"{column} {backend}"].to_numpy(dtype=float)
-        spread = table[f"{error} {backend}"].to_numpy(dtype=float) if error else None
-        axes.bar(  # a NaN bar (nothing measured) is left out rather than drawn at zero
-            x + (i - (len(backends) - 1) / 2) * width,
-            heights,
-            width,
-            yerr=spread,
-            capsize=3,
-            label=backend,
-        )
-    axes.set_xticks(x, list(table.index))
-    axes.set_xlim(-0.6, len(table) - 0.4)  # keep the slot of an architecture with no bars
-    axes.set(ylabel=ylabel, title=f"{ylabel} per architecture")
-    axes.legend()
-    axes.grid(axis="y", alpha=0.3)
-    return figure
-
-
 def optimization_history(
     trials: dict, architectures: list[str], backends: list[str], metric: str, direction: str
 ) -> Figure:
@@ -138,7 +111,8 @@ def points_and_intervals(
     groups: dict[str, dict[str, list[float]]], backends: list[str], ylabel: str, unit: str
 ) -> Figure:
     """One group per architecture: every measurement as a point (`unit`: seed, epoch), and the
-    mean with its 95% bootstrap interval as a bar, so the spread is seen, not summarised away."""
+    mean with its 95% interval (`verdicts.mean_interval`) as a bar, so the spread is seen, not
+    summarised away."""
     from harness.verdicts import mean_interval
 
     architectures = list(groups)

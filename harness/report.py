@@ -184,7 +184,7 @@ def study_verdicts(
         throughput_metric=view.throughput[0],
         memory_metric=memory,
         objective=objective.metric,
-        target=getattr(objective, "target", None),
+        target=objective.target,
         higher_is_better=objective.direction == "maximize",
     )
     baseline, *contenders = study.backends
