@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from harness import identity, search
@@ -87,8 +88,9 @@ def check_identity(
     """Stop before any work when the stores were made under another study definition; with
     `record`, write the definition into a new MLflow experiment (new searches record their own).
 
-    The write is read back and checked: two processes with different definitions starting on
-    one empty store at once would otherwise both pass, the last writer's definition winning.
+    The write is read back and checked, whether it succeeded or lost a race: two processes with
+    different definitions starting on one empty store at once would otherwise both pass (a
+    local store lets the last writer win; a tracking server on PostgreSQL refuses the second).
     """
     where = f"the MLflow experiment {study.name!r}"
     stored = tracker.experiment_tag(identity.DEFINITION_KEY)
@@ -96,8 +98,11 @@ def check_identity(
     for name, definition in search.stored_definitions(study, storage).items():
         identity.check(study, definition, f"the Optuna search {name!r}")
     if stored is None and record:
-        for key, value in identity.attributes(study).items():
-            tracker.set_experiment_tag(key, value)
+        try:
+            for key, value in identity.attributes(study).items():
+                tracker.set_experiment_tag(key, value)
+        except MlflowException:
+            pass  # a server on PostgreSQL refuses the second of two inserts at the same moment
         identity.check(study, tracker.experiment_tag(identity.DEFINITION_KEY), where)
 
 
