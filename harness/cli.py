@@ -19,8 +19,8 @@ from rich.markup import escape
 from harness.errors import BenchError
 
 if TYPE_CHECKING:  # annotations only: `bench --help` stays fast
-    from harness.runner import RunPlaces
-    from harness.study import Study
+    from harness.run.runner import RunPlaces
+    from harness.study.schema import Study
 
 try:  # recent typer releases carry their own copy of click
     from typer._click.exceptions import UsageError
@@ -107,7 +107,7 @@ def train(
     """Train one configuration on IMDB, show per-epoch progress and print the metrics."""
     from harness.config import RunConfig
     from harness.console import print_train_result, training_progress
-    from harness.datasource import resolve_source
+    from harness.data.source import resolve_source
     from harness.tasks import baseline_metrics, load_data
     from harness.training import train as run_training
 
@@ -196,7 +196,7 @@ def run_study(
         study, out, storage, tracking_uri, data, workers, retrain=True
     )
     from harness.console import print_run_summary
-    from harness.report import build_report, print_report
+    from harness.report.build import build_report, print_report
 
     report = build_report(
         definition, places.tracking_uri, places.storage_url, places.out / "report"
@@ -242,15 +242,15 @@ def _run_with_progress(
 ) -> tuple[Study, RunPlaces]:
     """The shared body of `bench run` and `bench worker`: searches (and re-trainings) with
     live progress; Ctrl-C or SIGTERM closes the running work as interrupted and exits 130."""
-    from harness.datasource import resolve_source
-    from harness.study import load_study
+    from harness.data.source import resolve_source
+    from harness.study.schema import load_study
 
     # Input first: a broken study file or data path is reported before the heavy imports.
     definition = load_study(study)
     source = resolve_source(data)
     from harness.console import StudyProgress
-    from harness.imdb import load_corpus
-    from harness.runner import StudyRunner, default_places, planned_jobs
+    from harness.data.classification import load_corpus
+    from harness.run.runner import StudyRunner, default_places, planned_jobs
 
     places = default_places(definition, out, source, storage, tracking_uri)
     # Opening the stores checks the study's identity: a changed definition stops here.
@@ -288,9 +288,9 @@ def report(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Build the side-by-side Keras/PyTorch comparison of a study that has run."""
-    from harness.report import build_report, print_report
-    from harness.runner import existing_places
-    from harness.study import load_study
+    from harness.report.build import build_report, print_report
+    from harness.run.runner import existing_places
+    from harness.study.schema import load_study
 
     definition = load_study(study)
     places = existing_places(definition, out, storage, tracking_uri)
@@ -304,7 +304,7 @@ def report(
 @one_line_errors
 def studies() -> None:
     """List the study files shipped in studies/."""
-    from harness.study import list_studies
+    from harness.study.schema import list_studies
 
     out = Console()
     for definition in list_studies():
@@ -350,7 +350,7 @@ def perf(
     data: DataOption = None,
 ) -> None:
     """Time the frameworks through the harness and the plain way; write the benchmark tables."""
-    from harness.perf import run_perf
+    from harness.perf.plan import run_perf
 
     run_perf(
         console,

@@ -23,8 +23,8 @@ from harness.config import RunConfig
 from harness.training import EpochResult, TrainResult
 
 if TYPE_CHECKING:  # only for annotations: `bench train` need not import Optuna or MLflow
-    from harness.runner import RunPlaces
-    from harness.study import Study
+    from harness.run.runner import RunPlaces
+    from harness.study.schema import Study
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from harness.errors import BenchError
 
 if TYPE_CHECKING:
-    from harness.study import Study
+    from harness.study.schema import Study
 
 DIGEST_KEY = "definition_digest"  # the tag on runs and experiments, the user attr on searches
 DEFINITION_KEY = "definition"  # the whole definition as JSON, to say what changed

@@ -19,9 +19,9 @@ from optuna.trial import TrialState
 
 from harness import identity
 from harness.errors import BenchError
-from harness.ownership import owner_is_dead
+from harness.run.ownership import owner_is_dead
 from harness.stores import engine_options, sqlalchemy_url, sqlite_lock
-from harness.study import Knob, Pruner, Study
+from harness.study.schema import Knob, Pruner, Study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # rnnbench shows its own progress
 # Heartbeats with ask-and-tell are "experimental" in Optuna; they are what finds dead trials.

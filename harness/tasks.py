@@ -34,10 +34,10 @@ class TaskData(Protocol):
 
 def load_data(config: RunConfig, source: Path) -> TaskData:
     if config.task == "language_model":
-        from harness.lm_data import load_language_model_data
+        from harness.data.language_model import load_language_model_data
 
         return load_language_model_data(source, **config.data_params())
-    from harness.imdb import load_imdb
+    from harness.data.classification import load_imdb
 
     return load_imdb(source, **config.data_params())
 
@@ -73,7 +73,7 @@ def baseline_metrics(data: TaskData) -> dict[str, float]:
     counts = getattr(data, "unigram_counts", None)
     if counts is None:
         return {}
-    from harness.lm_data import unigram_perplexity
+    from harness.data.language_model import unigram_perplexity
 
     return {
         "unigram_val_perplexity": unigram_perplexity(counts, data.validation),

@@ -9,7 +9,7 @@ Hierarchy inside the experiment named after the study:
     report                             role=report, the comparison tables and charts
 
 Only the parent process talks to MLflow: it creates each run, fills it in from the events and
-files its trial process leaves (`harness.trial`), and closes it with a status, so a crashed
+files its trial process leaves (`harness.run.trial`), and closes it with a status, so a crashed
 trial's run is still closed, with its reason.
 """
 

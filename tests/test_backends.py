@@ -10,9 +10,9 @@ import pytest
 
 from backends import BACKENDS, get_backend
 from harness.config import RunConfig
+from harness.data.classification import load_imdb
 from harness.errors import BenchError
 from harness.execution import ExecutionOptions
-from harness.imdb import load_imdb
 from harness.initialization import initial_weights
 from harness.model_spec import count_parameters
 from harness.training import epoch_batches, train

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import datasource, imdb
-from harness.datasource import cache_dir, resolve_source, source_digest
+from harness.data import classification as imdb
+from harness.data import source as datasource
+from harness.data.classification import ImdbData, load_corpus, load_imdb, tokenize
+from harness.data.source import cache_dir, resolve_source, source_digest
 from harness.errors import BenchError
-from harness.imdb import ImdbData, load_corpus, load_imdb, tokenize
 
 # A handmade archive with exact expectations. Train counts: the 4, cat 2, a/dog/sat/zebra 1 each,
 # so ids are the=3, cat=4, then ties alphabetically: a=5, dog=6, sat=7, zebra=8. "unicorn" occurs

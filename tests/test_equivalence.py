@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from backends import get_backend
+from harness.data.classification import load_imdb
+from harness.data.language_model import load_language_model_data
 from harness.errors import BenchError
-from harness.imdb import load_imdb
 from harness.initialization import initial_weights
-from harness.lm_data import load_language_model_data
 from harness.model_spec import (
     ARCHITECTURES,
     CAUSAL_ARCHITECTURES,

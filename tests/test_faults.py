@@ -160,7 +160,7 @@ def test_kill_9_of_the_whole_run_is_detected_and_the_trial_retried(tmp_path, imd
 
 
 def trial_process_of(parent: int) -> int:
-    """The pid of the `harness.trial` process that `bench run` (pid `parent`) is running."""
+    """The pid of the `harness.run.trial` process that `bench run` (pid `parent`) is running."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -170,7 +170,7 @@ def trial_process_of(parent: int) -> int:
         except OSError:
             continue  # it ended while we looked
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"harness.trial" in command:
+        if ppid == parent and b"harness.run.trial" in command:
             return int(entry.name)
     raise AssertionError("no trial process found")
 

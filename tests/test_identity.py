@@ -9,7 +9,7 @@ from helpers import REPO
 
 from harness import identity
 from harness.errors import BenchError
-from harness.study import load_study
+from harness.study.schema import load_study
 
 QUICK = (REPO / "studies" / "imdb-quick.toml").read_text()
 

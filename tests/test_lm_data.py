@@ -10,15 +10,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from harness.errors import BenchError
-from harness.imdb import OOV, load_corpus, load_imdb, tokenize
-from harness.lm_data import (
+from harness.data.classification import OOV, load_corpus, load_imdb, tokenize
+from harness.data.language_model import (
     EOR,
     LanguageModelData,
     TokenSplit,
     load_language_model_data,
     unigram_perplexity,
 )
+from harness.errors import BenchError
 
 SLICE_TRAIN = SLICE_TEST = 300  # reviews per split in the imdb_slice fixture
 

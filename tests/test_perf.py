@@ -18,8 +18,8 @@ from helpers import bench
 from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.execution import FP16_NEEDS_GPU, ExecutionOptions
-from harness.perf import FAST_PATHS, MAIN, OPTION, WARMUP_ALLOWANCE, Point, build_plan
-from harness.perf_report import (
+from harness.perf.plan import FAST_PATHS, MAIN, OPTION, WARMUP_ALLOWANCE, Point, build_plan
+from harness.perf.render import (
     batch_table,
     flattening,
     linearity,
@@ -28,7 +28,7 @@ from harness.perf_report import (
     step_seconds,
     warmup_passes,
 )
-from harness.study import load_study
+from harness.study.schema import load_study
 
 SEQUENCES, BATCHES = (16, 32), (8, 16)
 
@@ -230,7 +230,7 @@ def test_a_fast_path_the_machine_refuses_is_recorded_and_the_run_goes_on(name, i
     """As a CPU without AVX-512 refuses PyTorch's bf16 LSTM, a CPU refuses fp16 here (tried on
     purpose, as if it needed no GPU): the option's row says why; a plain point's error is fatal."""
     from backends import get_backend
-    from harness.perf_measure import measure_point
+    from harness.perf.measure import measure_point
 
     backend = get_backend(name)
     if backend.accelerator() is not None:

@@ -1,4 +1,4 @@
-"""`harness.report` against real MLflow and Optuna SQLite stores filled by hand (no training)."""
+"""`harness.report.build` against real MLflow and Optuna SQLite stores (no training)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
-from harness.report import Report, build_report, print_report
-from harness.study import Budget, DataOptions, Objective, Pruner, Retrain, Sampler, Study
+from harness.report.build import Report, build_report, print_report
+from harness.study.schema import Budget, DataOptions, Objective, Pruner, Retrain, Sampler, Study
 
 STUDY = "imdb-test"
 ARCHS = ["lstm", "gru", "bilstm"]  # bilstm: every trial failed, no runs at all

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
-from harness.study import KNOBS, STUDIES_DIR, Study, list_studies, load_study
+from harness.study.schema import KNOBS, STUDIES_DIR, Study, list_studies, load_study
 
 # A small valid study; each broken case below changes one thing in it.
 BASE = """\

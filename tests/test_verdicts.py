@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness import verdicts
+from harness.report import verdicts
 
 
 def test_identical_samples_give_an_interval_around_zero_and_even_odds():

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from servers import start_mlflow_server
 
-from harness.devices import describe_slot, slot_environment
+from harness.run.devices import describe_slot, slot_environment
 from harness.search import DEFAULTS, claim_trial, open_storage
 
 STUDY = """

@@ -16,7 +16,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[2] / "tests")]
 from conftest import IMDB_ARCHIVE, cut_slice  # noqa: E402
 from test_equivalence import BATCH, LOCKSTEP_STEPS, SHAPES, small_spec, twin_models  # noqa: E402
 
-from harness.imdb import load_imdb  # noqa: E402
+from harness.data.classification import load_imdb  # noqa: E402
 from harness.training import epoch_batches  # noqa: E402
 
 

@@ -37,7 +37,7 @@ CEILING_REPEATS, CEILING_WARMUP = 100, 20
 
 
 def batches_for(sequence_length: int, batch: int):
-    from harness.imdb import load_imdb
+    from harness.data.classification import load_imdb
     from harness.training import epoch_batches
 
     data = load_imdb(None, num_words=NUM_WORDS, sequence_length=sequence_length)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.datasource import (
+from harness.data.source import (
     SPLITS,
     cache_dir,
     ensure_writable,

@@ -113,7 +113,7 @@ def points_and_intervals(
     """One group per architecture: every measurement as a point (`unit`: seed, epoch), and the
     mean with its 95% interval (`verdicts.mean_interval`) as a bar, so the spread is seen, not
     summarised away."""
-    from harness.verdicts import mean_interval
+    from harness.report.verdicts import mean_interval
 
     architectures = list(groups)
     figure = Figure(figsize=(2 + 1.6 * max(len(architectures), 1), 3.8), layout="constrained")

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.perf import BATCH, MAIN, OPTION, SEQUENCE, WARMUP_ALLOWANCE, PerfPlan
+from harness.perf.plan import BATCH, MAIN, OPTION, SEQUENCE, WARMUP_ALLOWANCE, PerfPlan
+from harness.report.tables import significant, to_markdown
 from harness.system import cpu_model
-from harness.tables import significant, to_markdown
 
 TARGET_RATIO = 1.03  # harness / plain: the harness's overhead must stay within 3%
 FLAT = 0.10  # per-sample cost "flattens" once a doubling of the batch saves less than this

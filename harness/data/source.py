@@ -1,7 +1,8 @@
 """Where the IMDB reviews come from: a path, `BENCH_DATA`, or a cached download of the tarball.
 
 This module knows the archive's layout (`aclImdb/{train,test}/{pos,neg}/[id]_[rating].txt`, in a
-gzip tarball or an extracted folder) and nothing about tokens; `harness.imdb` builds on it.
+gzip tarball or an extracted folder) and nothing about tokens;
+`harness.data.classification` builds on it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One backend's `bench perf` measurements in its own process: `python -m harness.perf_measure JOB`.
+"""One backend's `bench perf` measurements in its own process: `python -m harness.perf.measure JOB`.
 
 The harness side is timed through `harness.training.train_epoch`, the very loop `bench train`
 runs; the baseline through `Backend.plain_training_seconds`, the framework's tutorial path.
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from backends import Backend, get_backend
-from harness.imdb import load_imdb
+from harness.data.classification import load_imdb
 from harness.initialization import initial_weights
 from harness.model_spec import ModelSpec, OptimizerSpec
-from harness.perf import MAIN, OPTION, WARMUP_ALLOWANCE, Point
+from harness.perf.plan import MAIN, OPTION, WARMUP_ALLOWANCE, Point
 from harness.system import cpu_model, peak_resident_memory
 from harness.training import epoch_batches, train_epoch
 

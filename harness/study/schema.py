@@ -29,9 +29,9 @@ from backends import BACKENDS
 from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
-from harness.study_errors import describe, one_line, problem, show
+from harness.study.errors import describe, one_line, problem, show
 
-STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 
 # The RunConfig fields a study may fix or search, and the type their values must have.
 KNOBS: dict[str, type] = {

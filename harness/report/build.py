@@ -27,16 +27,16 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
-from harness import plots
-from harness.comparisons import Sources, Verdict, column, compare, verdict_table
 from harness.identity import DIGEST_KEY, study_digest
-from harness.runner import check_identity
+from harness.report import charts as plots
+from harness.report.comparisons import Sources, Verdict, column, compare, verdict_table
+from harness.report.tables import significant, to_markdown
+from harness.run.runner import check_identity
 from harness.search import open_storage, optuna_study_name
-from harness.tables import significant, to_markdown
 from harness.tracking import Tracker
 
 if TYPE_CHECKING:  # only the attributes named in `build_report` are used
-    from harness.study import Study
+    from harness.study.schema import Study
 
 BASELINE, CONTENDER = "keras", "torch"  # ratios are CONTENDER / BASELINE
 CHARTS = ("accuracy", "time", "optimization_history")

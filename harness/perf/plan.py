@@ -1,9 +1,9 @@
 """`bench perf`: what to measure, and the child processes that measure it.
 
 One child process per (backend, architecture), started like a study's trials
-(`python -m harness.perf_measure JOB.json`, JSON lines on stdout, stderr to a log): TensorFlow
+(`python -m harness.perf.measure JOB.json`, JSON lines on stdout, stderr to a log): TensorFlow
 and PyTorch never share a process, and each process's peak memory is its own. The parent only
-plans, relays progress and collects the raw records; `harness.perf_report` turns them into
+plans, relays progress and collects the raw records; `harness.perf.render` turns them into
 tables. Every figure is a median over whole passes of the same batches, the first pass left out.
 """
 
@@ -159,7 +159,7 @@ def run_job(job: PerfJob, folder: Path, on_event: EventHandler) -> list[dict]:
     records: list[dict] = []
     with log_path.open("w") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "harness.perf_measure", str(job_path)],
+            [sys.executable, "-m", "harness.perf.measure", str(job_path)],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -228,9 +228,9 @@ def build_plan(quick: bool, overrides: dict[str, object]) -> PerfPlan:
 def run_perf(console, quick: bool, out: Path, data: Path | None, overrides: dict) -> None:
     """`bench perf`: plan, measure in child processes with a progress bar, write the report."""
     from harness.console import PerfProgress
-    from harness.datasource import resolve_source
-    from harness.imdb import load_corpus
-    from harness.perf_report import write
+    from harness.data.classification import load_corpus
+    from harness.data.source import resolve_source
+    from harness.perf.render import write
 
     plan = build_plan(quick, overrides)
     source = resolve_source(data)

@@ -1,7 +1,7 @@
 """`bench run` and `bench worker`: from a study file to searched, re-trained and tracked models.
 
 For every architecture, each backend gets its own Optuna search (`harness.search`), every trial
-runs in its own process (`harness.trial`) inside an MLflow run (`harness.tracking`); then the
+runs in its own process (`harness.run.trial`) inside an MLflow run (`harness.tracking`); then the
 best configuration of each backend is re-trained on fresh seeds and on the other backend, and
 evaluated on the test split. Re-running the same command skips whatever already finished.
 
@@ -32,13 +32,13 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from harness import identity, search
-from harness.devices import describe_slot, slot_environment, visible_gpus
 from harness.errors import BenchError
-from harness.ownership import owner_is_dead, owner_tag
+from harness.run.devices import describe_slot, slot_environment, visible_gpus
+from harness.run.ownership import owner_is_dead, owner_tag
+from harness.run.trial import COMPLETE, FAIL, PRUNED, Outcome, TrialJob
 from harness.stores import sqlite_lock
-from harness.study import Study
+from harness.study.schema import Study
 from harness.tracking import Tracker
-from harness.trial import COMPLETE, FAIL, PRUNED, Outcome, TrialJob
 
 EventHandler = Callable[[dict], None]
 STATUS = {COMPLETE: "FINISHED", PRUNED: "FINISHED", FAIL: "FAILED"}
@@ -145,7 +145,7 @@ def run_job(
     job.outcome_path.unlink(missing_ok=True)
     with log_path.open("w") as log:
         child = children.start(
-            [sys.executable, "-m", "harness.trial", str(job_path)],
+            [sys.executable, "-m", "harness.run.trial", str(job_path)],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

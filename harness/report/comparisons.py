@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from harness import verdicts
-from harness.verdicts import Interval
+from harness.report import verdicts
+from harness.report.verdicts import Interval
 
 QUALITY = {  # test metric -> (words, higher is better)
     "test_accuracy": ("accuracy", True),

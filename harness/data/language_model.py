@@ -1,8 +1,9 @@
 """IMDB reviews as a word-level language-modelling corpus: predict each next word of the text.
 
-The same tokenisation and `num_words` vocabulary as the classification task (`harness.imdb`):
-ids >= num_words become 2 (out of vocabulary), 0 (padding) never occurs, and id 1, the
-classifier's start marker, is reused as EOR, the end-of-review token appended after every review,
+The same tokenisation and `num_words` vocabulary as the classification task
+(`harness.data.classification`): ids >= num_words become 2 (out of vocabulary), 0 (padding)
+never occurs, and id 1, the classifier's start marker, is reused as EOR, the end-of-review token
+appended after every review,
 so a model learns where reviews end and never sees a new id.
 
 Train reviews give the train and validation text (split by whole reviews, so no review is shared),
@@ -22,9 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.datasource import resolve_source, source_digest
-from harness.errors import BenchError
-from harness.imdb import (
+from harness.data.classification import (
     OOV,
     START,
     TokenizedSplit,
@@ -33,6 +32,8 @@ from harness.imdb import (
     _corpus,
     choose_reviews,
 )
+from harness.data.source import resolve_source, source_digest
+from harness.errors import BenchError
 
 EOR = START  # end-of-review token (id 1), appended after every review
 SPLIT_NAMES = ("train", "validation", "test")

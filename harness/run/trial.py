@@ -1,9 +1,9 @@
-"""One training run in its own process: `python -m harness.trial JOB.json`.
+"""One training run in its own process: `python -m harness.run.trial JOB.json`.
 
 A process per run means a crash, an out-of-memory kill or TensorFlow's GPU allocator cannot take
 the study down, and each run's peak memory is its own. The process reports as JSON lines on
 stdout (a `start` event with its tags, an `epoch` event per epoch), talks to Optuna for pruning,
-and leaves its outcome and artifacts in files; the parent (`harness.runner`) turns all of that
+and leaves its outcome and artifacts in files; the parent (`harness.run.runner`) turns all of that
 into the MLflow run. If the process dies before writing its outcome, the parent records why.
 """
 
@@ -94,7 +94,7 @@ def run(job: TrialJob) -> Outcome:
     reporter = None
     if job.trial_id is not None:
         from harness.search import TrialReporter
-        from harness.study import Pruner
+        from harness.study.schema import Pruner
 
         reporter = TrialReporter(
             job.storage_url, job.optuna_study, job.trial_id, Pruner(**job.pruner)
@@ -128,7 +128,7 @@ def run(job: TrialJob) -> Outcome:
 
 
 def write_artifacts(result, folder: Path) -> list[str]:
-    from harness import plots
+    from harness.report import charts as plots
 
     written = {"model_summary.txt": result.model_summary}
     if result.classification_report:

@@ -1,0 +1,1 @@
+"""`bench report`: runs collected from the stores, verdicts with intervals, tables and charts."""

@@ -1,0 +1,1 @@
+"""`bench run` and `bench worker`: searches, trials in child processes, re-trainings."""
