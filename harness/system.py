@@ -5,7 +5,10 @@ from __future__ import annotations
 import platform
 import resource
 import sys
+import tempfile
 from pathlib import Path
+
+from harness.errors import BenchError
 
 
 def peak_resident_memory() -> int:
@@ -21,3 +24,17 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def writable_folder(folder: Path, what: str) -> Path:
+    """Create `folder` and prove it takes files, before any work could fail to save; `what`
+    names it in the one-line error (e.g. "--out")."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise BenchError(
+            f"{what}: expected a writable folder; received {str(folder)!r} ({reason})"
+        ) from None
+    return folder

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real IMDB archive, a small slice cut from it, and an isolated cache."""
+"""Shared fixtures: the real IMDB archive, a small slice cut from it, an isolated cache, and the
+one factory of study files every test writes its studies with."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 pytest_plugins = ("servers",)  # the real-server fixtures: server, postgres
 
@@ -109,3 +111,55 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("BENCH_CACHE", str(folder))
     return folder
+
+
+# The smallest study that trains for real: one GRU on PyTorch, two trials on 200 reviews, one
+# re-train. Tests change the tables they are about and keep the rest.
+SMALL_STUDY: dict[str, dict[str, object]] = {
+    "study": {"name": "tiny", "architectures": ["gru"], "backends": ["torch"], "epochs": 1},
+    "budget": {"trials": 2},
+    "objective": {"metric": "val_accuracy", "direction": "maximize"},
+    "pruner": {"type": "none"},
+    "data": {"subset": 200},
+    "retrain": {"seeds": 1, "cross_backend": False},
+    "fixed": {"num_words": 1000, "embedding_dim": 8, "sequence_length": 32},
+    "search": {
+        "hidden_size": {"low": 4, "high": 16, "step": 4, "default": 8},
+        "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True, "default": 3e-3},
+    },
+}
+NO_PRUNING = {"type": "none"}
+# No accuracy reaches 1.01, so every trial is pruned after its first epoch.
+PRUNE_AFTER_ONE_EPOCH = {"type": "threshold", "lower": 1.01}
+
+
+def study_document(**tables: dict[str, object] | None) -> dict[str, dict[str, object]]:
+    """`SMALL_STUDY` with some tables changed: each keyword updates that table's keys, and
+    None leaves the table out."""
+    document = {name: dict(table) for name, table in SMALL_STUDY.items()}
+    for name, changes in tables.items():
+        if changes is None:
+            document.pop(name, None)
+        else:
+            document[name] = {**document.get(name, {}), **changes}
+    return document
+
+
+def study_text(**tables: dict[str, object] | None) -> str:
+    """The TOML text of `study_document(**tables)`."""
+    return tomli_w.dumps(study_document(**tables))
+
+
+def write_study(folder: Path, **tables: dict[str, object] | None) -> Path:
+    """Write `study_text(**tables)` to `<folder>/<study name>.toml` and return the path."""
+    document = study_document(**tables)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{document['study']['name']}.toml"
+    path.write_text(tomli_w.dumps(document))
+    return path
+
+
+@pytest.fixture(scope="session")
+def study_file():
+    """The study-file factory, `write_study(folder, **tables)`, for fixtures of any scope."""
+    return write_study

@@ -112,7 +112,8 @@ def _study(name: str, architectures: list[str]) -> Study:
         task="classification",
         dataset="imdb",
         architectures=architectures,
-        backends=["keras", "torch"],  # keras first: the baseline
+        backends=["keras", "torch"],
+        baseline="keras",
         epochs=3,
         budget=Budget(trials=3),
         objective=Objective(metric="val_accuracy", direction="maximize", target=0.8),

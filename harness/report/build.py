@@ -176,7 +176,7 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
 def study_verdicts(
     client: MlflowClient, runs: pd.DataFrame, study: Study, memory: str
 ) -> list[Verdict]:
-    """Every backend of the study against its first (the baseline), per architecture."""
+    """Every backend of the study against its baseline (the first unless it names one)."""
     view = view_of(study)
     objective = study.objective
     sources = Sources(
@@ -187,7 +187,8 @@ def study_verdicts(
         target=objective.target,
         higher_is_better=objective.direction == "maximize",
     )
-    baseline, *contenders = study.backends
+    baseline = study.baseline
+    contenders = [b for b in study.backends if b != baseline]
     return [
         compare(client, runs, arch, contender, baseline, sources)
         for arch in study.architectures

@@ -90,6 +90,8 @@ class _Header(_Table):
     dataset: Literal["imdb"] = "imdb"
     architectures: list[str] = Field(default=list(ARCHITECTURES), min_length=1)
     backends: list[str] = Field(default=list(BACKENDS), min_length=1)
+    # The backend every other one is compared against in the report; the first by default.
+    baseline: str | None = None
     epochs: int = Field(ge=1)
 
     @field_validator("name")
@@ -116,6 +118,16 @@ class _Header(_Table):
             if name in names[:index]:
                 raise problem((index,), "expected each name once", f"{name!r} again")
         return names
+
+    @model_validator(mode="after")
+    def _baseline_among_backends(self) -> _Header:
+        if self.baseline is not None and self.baseline not in self.backends:
+            raise problem(
+                ("baseline",),
+                f"expected one of the study's backends ({', '.join(self.backends)})",
+                show(self.baseline),
+            )
+        return self
 
     @model_validator(mode="after")
     def _causal_for_language_models(self) -> _Header:
@@ -382,6 +394,7 @@ class Study(BaseModel):
     dataset: str
     architectures: list[str]
     backends: list[str]
+    baseline: str  # the backend the report compares the others against
     epochs: int
     budget: Budget
     objective: Objective
@@ -465,9 +478,11 @@ def load_study(name_or_path: str | Path) -> Study:
         file = _File.model_validate(raw)
     except ValidationError as error:
         raise one_line(f"{shown}: {describe(error.errors()[0], set(_File.model_fields))}") from None
+    header = file.study.model_dump()
+    header["baseline"] = header["baseline"] or header["backends"][0]
     return Study(
         path=path,
-        **file.study.model_dump(),
+        **header,
         budget=file.budget,
         objective=file.objective,
         sampler=file.sampler,
