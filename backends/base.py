@@ -1,22 +1,37 @@
-"""The one interface every framework backend implements.
+"""The one interface every framework backend implements: a core, and optional hooks.
 
-Lifecycle of a run, as the harness drives it:
+Lifecycle of a run, as the harness drives it (`harness.training.train`):
 
 1. ``backend = get_backend("torch")`` imports the framework (and only that one).
 2. ``backend.seed(seed)`` seeds the framework's own random numbers (dropout masks).
-3. ``model = backend.build(spec, optimizer, options)`` builds the network and its optimiser;
+3. ``model = backend.build(spec, optimizer, options)`` checks the options against the device
+   (`harness.execution.check_device`), then calls the backend's `build_model`;
    `ExecutionOptions` (precision, compilation, cuDNN) change the speed, never the function.
-4. ``model.set_weights(initial_weights(spec, seed))`` loads the harness's initial weights, so both
-   frameworks start from the same numbers.
+   The loss is the task's, named by the harness (`ModelSpec.loss`); a backend maps the name
+   to its framework's function.
+4. ``model.set_weights(initial_weights(spec, seed))`` loads the harness's initial weights, so all
+   backends start from the same numbers.
 5. Per epoch: ``model.train_step(x, y)`` for every batch the harness hands over (in the harness's
    order), then ``model.take_train_metrics()`` for the epoch's mean loss and accuracy.
-6. ``model.predict_logits(x)`` for validation and test; the harness computes every metric.
+6. Validation and test: the harness cuts the split into chunks (`harness.tasks.predict_logits`,
+   `harness.tasks.token_log_likelihood`) and the model computes one chunk at a time
+   (`predict_batch`, `score_batch`); the harness computes every metric.
 7. ``backend.peak_device_memory()`` for the framework's own peak allocation on a GPU.
 
-For `bench perf`: ``backend.limit_threads(n)`` before any work, ``backend.synchronize()`` before
-a clock is read, ``model.kernel()`` for the recurrent kernel in use, and
-``backend.plain_training_seconds(...)``: the same model trained the way the framework's tutorials
-do it, the baseline the harness's overhead is measured against.
+The core (abstract; training and evaluation need it): on `Backend` `framework`, `accelerator`,
+`seed`, `build_model`, `reset_peak_device_memory`, `peak_device_memory`; on `TrainableModel`
+`train_step`, `take_train_metrics`, `predict_batch`, `score_batch`, `get_weights`,
+`set_weights`, `count_trainable_parameters`, `summary`, `denormal_mode`.
+
+Optional hooks raise `NotImplementedError` until a backend implements them, as Keras 3's
+``Layer.compute_output_shape`` does; a backend without them still trains and evaluates:
+
+- for `bench perf` (`harness.perf.measure`): ``Backend.limit_threads`` before any work,
+  ``Backend.synchronize`` before a clock is read, ``Backend.plain_training_seconds`` (with
+  ``Backend.plain_network``), the framework's tutorial path that the harness's overhead is
+  measured against, and ``TrainableModel.kernel``, the recurrent kernel in use (which `train`
+  also records as a tag when the backend reports it);
+- for the equivalence tests: ``TrainableModel.loss_and_gradients``.
 
 Weights cross the interface in the canonical layout of `harness.model_spec.weight_shapes`
 (Keras's layout), as float32 numpy arrays.
@@ -29,10 +44,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.execution import PLAIN, ExecutionOptions
+from harness.execution import PLAIN, ExecutionOptions, check_device
 from harness.model_spec import ModelSpec, OptimizerSpec
 
 Weights = dict[str, np.ndarray]
+
+
+def _optional(owner: object, method: str, needed_by: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"{type(owner).__name__}.{method}: not implemented; this optional hook is needed by "
+        f"{needed_by} (see backends/base.py)"
+    )
 
 
 class TrainableModel(ABC):
@@ -51,21 +73,15 @@ class TrainableModel(ABC):
         """Mean loss and accuracy per prediction (review or token) since the last call; resets."""
 
     @abstractmethod
-    def predict_logits(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Float32 logits in inference mode (no dropout): ``(len(x),)`` for classification,
-        ``(len(x), time, vocab)`` for a language model (small inputs only: tests, examples)."""
+    def predict_batch(self, x: np.ndarray) -> np.ndarray:
+        """Float32 logits of one chunk in inference mode (no dropout): ``(len(x),)`` for
+        classification, ``(len(x), time, vocab)`` for a language model."""
 
     @abstractmethod
-    def token_log_likelihood(
-        self, x: np.ndarray, y: np.ndarray, batch_size: int = 64
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Language models: the log-probability of each target token and the top-1 prediction,
-        both ``(len(x), time)``. Full logits would be gigabytes; the harness's metrics need only
-        these two."""
-
-    @abstractmethod
-    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
-        """Loss and canonical-layout gradients without updating anything (for equivalence)."""
+    def score_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Language models, one chunk: the log-probability of each target token and the top-1
+        prediction, both ``(len(x), time)``. Full logits would be gigabytes; the harness's
+        metrics need only these two."""
 
     @abstractmethod
     def get_weights(self) -> Weights: ...
@@ -81,13 +97,18 @@ class TrainableModel(ABC):
     def summary(self) -> str: ...
 
     @abstractmethod
-    def kernel(self) -> str:
-        """The recurrent kernel the training step runs, as the framework reports it: "cudnn"
-        (fused, GPU), "onednn" (fused, CPU) or "generic" (a loop of ordinary ops)."""
-
-    @abstractmethod
     def denormal_mode(self) -> str:
         """How this run treats denormal floats on the CPU: "flush" (to zero) or "keep"."""
+
+    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
+        """Optional (tests): loss and canonical-layout gradients without updating anything."""
+        raise _optional(self, "loss_and_gradients", "the equivalence tests")
+
+    def kernel(self) -> str:
+        """Optional (`bench perf`, run tags): the recurrent kernel the training step runs, as the
+        framework reports it: "cudnn" (fused, GPU), "onednn" (fused, CPU) or "generic" (a loop
+        of ordinary ops)."""
+        raise _optional(self, "kernel", "`bench perf`")
 
 
 class Backend(ABC):
@@ -107,25 +128,42 @@ class Backend(ABC):
     def seed(self, seed: int) -> None:
         """Seed the framework's random numbers and make its kernels deterministic."""
 
-    @abstractmethod
     def build(
         self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions = PLAIN
-    ) -> TrainableModel: ...
+    ) -> TrainableModel:
+        """The model every caller builds: options the device cannot run are refused here, in
+        the harness's words, before the backend's `build_model` is asked."""
+        check_device(options, self.accelerator())
+        return self.build_model(spec, optimizer, options)
 
     @abstractmethod
+    def build_model(
+        self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions
+    ) -> TrainableModel:
+        """The backend's own model of `spec`; callers use `build`."""
+
+    @abstractmethod
+    def reset_peak_device_memory(self) -> None: ...
+
+    @abstractmethod
+    def peak_device_memory(self) -> int | None:
+        """Peak bytes the framework allocated on the GPU since the reset; None on CPU."""
+
     def synchronize(self) -> None:
-        """Wait for all work queued on the device, so that a clock read after it is honest."""
+        """Optional (`bench perf`): wait for all work queued on the device, so that a clock read
+        after it is honest."""
+        raise _optional(self, "synchronize", "`bench perf`")
 
-    @abstractmethod
     def limit_threads(self, threads: int) -> int:
-        """Cap the framework's CPU threads (call before any work); returns the count in effect."""
+        """Optional (`bench perf`): cap the framework's CPU threads (call before any work);
+        returns the count in effect."""
+        raise _optional(self, "limit_threads", "`bench perf`")
 
-    @abstractmethod
     def plain_network(self, spec: ModelSpec, weights: Weights) -> object:
-        """The framework's own model that the plain path trains, loaded with `weights` (the
-        harness's initial weights), so that both paths start from the same numbers."""
+        """Optional (`bench perf`): the framework's own model that the plain path trains, loaded
+        with `weights` (the harness's initial weights), so that both paths start alike."""
+        raise _optional(self, "plain_network", "`bench perf`")
 
-    @abstractmethod
     def plain_training_seconds(
         self,
         spec: ModelSpec,
@@ -137,18 +175,12 @@ class Backend(ABC):
         epochs: int,
         after_epoch: Callable[[], None] | None = None,
     ) -> list[float]:
-        """Seconds per epoch of the same model trained the tutorial way on ``x``, ``y`` in order,
-        from the same initial weights (`plain_network`).
+        """Optional (`bench perf`): seconds per epoch of the same model trained the tutorial way
+        on ``x``, ``y`` in order, from the same initial weights (`plain_network`).
 
-        No harness code runs inside the clock: Keras's ``model.fit`` on the numpy arrays,
+        No harness code runs inside the clock: e.g. Keras's ``model.fit`` on the numpy arrays,
         PyTorch's ``DataLoader`` and a bare optimiser loop. The baseline of `bench perf`.
         ``after_epoch`` runs between epochs, outside the clock: `bench perf` times a harness
         pass there, so the two paths alternate and a drifting machine load hits both alike.
         """
-
-    @abstractmethod
-    def reset_peak_device_memory(self) -> None: ...
-
-    @abstractmethod
-    def peak_device_memory(self) -> int | None:
-        """Peak bytes the framework allocated on the GPU since the reset; None on CPU."""
+        raise _optional(self, "plain_training_seconds", "`bench perf`")

@@ -22,6 +22,8 @@ import tensorflow as tf  # noqa: E402
 
 from backends.base import Backend, TrainableModel, Weights  # noqa: E402
 from backends.keras_model import (  # noqa: E402
+    ACCURACIES,
+    LOSSES,
     build_keras_model,
     canonical_variables,
     fused_kernel_eligible,
@@ -29,7 +31,7 @@ from backends.keras_model import (  # noqa: E402
     recurrent_directions,
 )
 from harness.errors import BenchError  # noqa: E402
-from harness.execution import FP16_NEEDS_GPU, PLAIN, ExecutionOptions  # noqa: E402
+from harness.execution import PLAIN, ExecutionOptions  # noqa: E402
 from harness.model_spec import ModelSpec, OptimizerSpec  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
@@ -44,12 +46,25 @@ for _gpu in tf.config.list_physical_devices("GPU"):
     tf.config.experimental.set_memory_growth(_gpu, True)
 
 
+def _correct_labels(logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.cast(tf.cast(logits > 0, tf.float32) == y, tf.float32))
+
+
+def _correct_tokens(logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == y, tf.float32))
+
+
+# `ModelSpec.loss` -> how many predictions of a batch were right, counted on the device.
+CORRECT_PREDICTIONS = {
+    "binary_crossentropy": _correct_labels,
+    "sparse_categorical_crossentropy": _correct_tokens,
+}
+
+
 class KerasModel(TrainableModel):
     def __init__(
         self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions = PLAIN
     ) -> None:
-        if options.precision == "fp16" and not tf.config.list_physical_devices("GPU"):
-            raise BenchError(FP16_NEEDS_GPU)
         if not options.flush_denormal:
             raise BenchError(
                 "flush_denormal: expected true for the keras backend (TensorFlow flushes "
@@ -62,11 +77,8 @@ class KerasModel(TrainableModel):
             self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self.optimizer.build(self.model.trainable_variables)
         self.language_model = spec.sequence_output
-        self.loss_fn = (
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            if self.language_model
-            else keras.losses.BinaryCrossentropy(from_logits=True)
-        )
+        self.loss_fn = LOSSES[spec.loss]()
+        self._correct_predictions = CORRECT_PREDICTIONS[spec.loss]
         self._loss_sum = tf.Variable(0.0, trainable=False)
         self._correct = tf.Variable(0.0, trainable=False)
         self._seen = tf.Variable(0.0, trainable=False)
@@ -101,13 +113,6 @@ class KerasModel(TrainableModel):
     def _logits(self, x: tf.Tensor, training: bool) -> tf.Tensor:
         logits = self.model(x, training=training)
         return logits if self.language_model else logits[:, 0]
-
-    def _correct_predictions(self, logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        if self.language_model:
-            return tf.reduce_sum(
-                tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == y, tf.float32)
-            )
-        return tf.reduce_sum(tf.cast(tf.cast(logits > 0, tf.float32) == y, tf.float32))
 
     def _score_eager(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         logits = self._logits(x, False)
@@ -148,22 +153,12 @@ class KerasModel(TrainableModel):
             accumulator.assign(0.0)
         return loss, accuracy
 
-    def predict_logits(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        outputs = [
-            self._graph("predict", chunk.shape)(chunk).numpy()
-            for chunk in (x[start : start + batch_size] for start in range(0, len(x), batch_size))
-        ]
-        return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros(0, np.float32)
+    def predict_batch(self, x: np.ndarray) -> np.ndarray:
+        return self._graph("predict", x.shape)(x).numpy().astype(np.float32)
 
-    def token_log_likelihood(
-        self, x: np.ndarray, y: np.ndarray, batch_size: int = 64
-    ) -> tuple[np.ndarray, np.ndarray]:
-        chunks = [slice(start, start + batch_size) for start in range(0, len(x), batch_size)]
-        scored = [self._graph("score", x[chunk].shape)(x[chunk], y[chunk]) for chunk in chunks]
-        return (
-            np.concatenate([log_probs.numpy() for log_probs, _ in scored]),
-            np.concatenate([predicted.numpy() for _, predicted in scored]),
-        )
+    def score_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        log_probs, predicted = self._graph("score", x.shape)(x, y)
+        return log_probs.numpy(), predicted.numpy()
 
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
         _, loss, gradients = self._loss_and_tape(tf.constant(x), tf.constant(y))
@@ -232,8 +227,8 @@ class KerasBackend(Backend):
         keras.utils.set_random_seed(seed)
         tf.config.experimental.enable_op_determinism()
 
-    def build(
-        self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions = PLAIN
+    def build_model(
+        self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions
     ) -> KerasModel:
         return KerasModel(spec, optimizer, options)
 
@@ -270,13 +265,11 @@ class KerasBackend(Backend):
         (jit_compile="auto"); on a CPU it does not.
         """
         model = self.plain_network(spec, weights)
-        if spec.sequence_output:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            metric = keras.metrics.SparseCategoricalAccuracy()
-        else:
-            loss = keras.losses.BinaryCrossentropy(from_logits=True)
-            metric = keras.metrics.BinaryAccuracy(threshold=0.0)
-        model.compile(optimizer=keras_optimizer(optimizer), loss=loss, metrics=[metric])
+        model.compile(
+            optimizer=keras_optimizer(optimizer),
+            loss=LOSSES[spec.loss](),
+            metrics=[ACCURACIES[spec.loss]()],
+        )
         # One `fit` for all epochs, as a tutorial calls it; `after_epoch` runs from a callback
         # after the timer's, so it is outside the clock.
         callbacks: list[keras.callbacks.Callback] = [_EpochTimer(self.synchronize)]

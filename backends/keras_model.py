@@ -24,6 +24,17 @@ from harness.model_spec import (
 )
 
 POLICIES = {"float32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+# `ModelSpec.loss` -> Keras's loss from logits, and the accuracy metric `model.fit` reports with it.
+LOSSES = {
+    "binary_crossentropy": lambda: keras.losses.BinaryCrossentropy(from_logits=True),
+    "sparse_categorical_crossentropy": (
+        lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    ),
+}
+ACCURACIES = {
+    "binary_crossentropy": lambda: keras.metrics.BinaryAccuracy(threshold=0.0),
+    "sparse_categorical_crossentropy": keras.metrics.SparseCategoricalAccuracy,
+}
 
 
 def _recurrent_layer(

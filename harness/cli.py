@@ -16,17 +16,21 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from harness.config import RunConfig
 from harness.errors import BenchError
+from harness.flags import (
+    DataOption,
+    OutOption,
+    StorageOption,
+    StudyOption,
+    TrackingOption,
+    WorkersOption,
+    run_config_flags,
+)
 
 if TYPE_CHECKING:  # annotations only: `bench --help` stays fast
-    from harness.run.runner import RunPlaces
+    from harness.run.places import RunPlaces
     from harness.study.schema import Study
-
-try:  # recent typer releases carry their own copy of click
-    from typer._click.exceptions import UsageError
-    from typer.exceptions import Abort
-except ImportError:  # pragma: no cover - older typer on top of click
-    from click.exceptions import Abort, UsageError
 
 app = typer.Typer(
     help="rnnbench: train equivalent RNNs in Keras and PyTorch and compare the frameworks.",
@@ -58,79 +62,16 @@ def one_line_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-DataOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data",
-        envvar="BENCH_DATA",
-        help="aclImdb_v1.tar.gz or its extracted aclImdb/ folder; downloaded when not given.",
-        show_default=False,
-    ),
-]
-
-
 @app.command()
 @one_line_errors
-def train(
-    backend: Annotated[str, typer.Option(help="keras or torch.")] = "torch",
-    arch: Annotated[str, typer.Option(help="simple_rnn, lstm, gru or bilstm.")] = "lstm",
-    task: Annotated[
-        str, typer.Option(help="classification (sentiment) or language_model (next word).")
-    ] = "classification",
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 2,
-    hidden_size: Annotated[int, typer.Option(min=1, help="Units per direction.")] = 64,
-    num_layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers.")] = 1,
-    learning_rate: Annotated[float, typer.Option(min=0.0, help="Optimiser step size.")] = 1e-3,
-    dropout_rate: Annotated[
-        float, typer.Option(min=0.0, max=0.99, help="Dropout after each recurrent layer.")
-    ] = 0.0,
-    sequence_length: Annotated[int, typer.Option(min=1, help="Tokens kept per review.")] = 200,
-    batch_size: Annotated[int, typer.Option(min=1, help="Reviews per training step.")] = 64,
-    embedding_dim: Annotated[int, typer.Option(min=1, help="Embedding width.")] = 32,
-    num_words: Annotated[int, typer.Option(min=4, help="Vocabulary cap.")] = 10_000,
-    optimizer: Annotated[str, typer.Option(help="rmsprop or adam (Keras's defaults).")] = "rmsprop",
-    seed: Annotated[int, typer.Option(help="Initial weights, batch order and dropout.")] = 0,
-    subset: Annotated[
-        int | None, typer.Option(min=2, help="Reviews kept per split (quick runs).")
-    ] = None,
-    precision: Annotated[
-        str, typer.Option(help="float32, or bf16 / fp16 mixed precision (fp16: GPU only).")
-    ] = "float32",
-    jit_compile: Annotated[
-        bool, typer.Option(help="torch.compile / TensorFlow XLA on the training step.")
-    ] = False,
-    cudnn: Annotated[
-        bool, typer.Option(help="cuDNN's fused RNN kernels on a GPU (--no-cudnn: generic).")
-    ] = True,
-    data: DataOption = None,
-) -> None:
+@run_config_flags
+def train(config: RunConfig, data: DataOption = None) -> None:
     """Train one configuration on IMDB, show per-epoch progress and print the metrics."""
-    from harness.config import RunConfig
     from harness.console import print_train_result, training_progress
     from harness.data.source import resolve_source
     from harness.tasks import baseline_metrics, load_data
     from harness.training import train as run_training
 
-    config = RunConfig(
-        backend=backend,
-        architecture=arch,
-        task=task,
-        epochs=epochs,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        learning_rate=learning_rate,
-        dropout_rate=dropout_rate,
-        sequence_length=sequence_length,
-        batch_size=batch_size,
-        embedding_dim=embedding_dim,
-        num_words=num_words,
-        optimizer=optimizer,
-        seed=seed,
-        subset=subset,
-        precision=precision,
-        jit_compile=jit_compile,
-        cudnn=cudnn,
-    )
     dataset = load_data(config, resolve_source(data))
     baselines = baseline_metrics(dataset)
     with training_progress(console, config) as progress:
@@ -139,43 +80,6 @@ def train(
         )
     result.test.update({k: v for k, v in baselines.items() if k.startswith("unigram_test")})
     print_train_result(Console(), result)
-
-
-StudyOption = Annotated[
-    str, typer.Option("--study", help="A study name from studies/ (see `bench studies`) or a path.")
-]
-OutOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--out", help="Output folder [default: bench-runs/<study name>].", show_default=False
-    ),
-]
-StorageOption = Annotated[
-    str | None,
-    typer.Option(
-        "--storage", help="Optuna RDB URL [default: sqlite:///<out>/optuna.db].", show_default=False
-    ),
-]
-TrackingOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tracking-uri",
-        envvar="MLFLOW_TRACKING_URI",
-        help="MLflow tracking URI [default: sqlite:///<out>/mlflow.db].",
-        show_default=False,
-    ),
-]
-
-
-WorkersOption = Annotated[
-    int,
-    typer.Option(
-        "--workers",
-        min=1,
-        max=256,
-        help="Trial processes at once on this machine; with several GPUs each gets its own.",
-    ),
-]
 
 
 @app.command("run")
@@ -187,16 +91,28 @@ def run_study(
     tracking_uri: TrackingOption = None,
     data: DataOption = None,
     workers: WorkersOption = 1,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan (searches and budgets, re-trainings, cross runs, stores, data) "
+            "and stop: nothing is trained, read or stored; only --out is checked (created).",
+        ),
+    ] = False,
 ) -> None:
     """Search every (architecture, backend) of a study, re-train the best, track and report.
 
     Re-running the same command resumes: finished trials and runs are kept, not repeated.
     """
+    if dry_run:
+        _print_plan(study, out, storage, tracking_uri, data)
+        return
     definition, places = _run_with_progress(
         study, out, storage, tracking_uri, data, workers, retrain=True
     )
     from harness.console import print_run_summary
-    from harness.report.build import build_report, print_report
+    from harness.report.build import build_report
+    from harness.report.render import print_report
 
     report = build_report(
         definition, places.tracking_uri, places.storage_url, places.out / "report"
@@ -249,8 +165,9 @@ def _run_with_progress(
     definition = load_study(study)
     source = resolve_source(data)
     from harness.console import StudyProgress
-    from harness.data.classification import load_corpus
-    from harness.run.runner import StudyRunner, default_places, planned_jobs
+    from harness.data.corpus import load_corpus
+    from harness.run.places import default_places
+    from harness.run.runner import StudyRunner, planned_jobs
 
     places = default_places(definition, out, source, storage, tracking_uri)
     # Opening the stores checks the study's identity: a changed definition stops here.
@@ -275,6 +192,30 @@ def _run_with_progress(
     return definition, places
 
 
+def _print_plan(
+    study: str, out: Path | None, storage: str | None, tracking_uri: str | None, data: Path | None
+) -> None:
+    """`bench run --dry-run`: what the run would do and where, from the study file alone."""
+    from harness.data.source import planned_source
+    from harness.run.places import default_places
+    from harness.study.schema import load_study
+
+    definition = load_study(study)
+    source = planned_source(data)  # checks a given path; downloads nothing
+    places = default_places(definition, out, Path(), storage, tracking_uri)
+    lines = [
+        *definition.plan(),
+        f"output: {places.out}",
+        f"Optuna storage: {places.storage_url}",
+        f"MLflow tracking: {places.tracking_uri}",
+        f"data: {source}",
+        "dry run: nothing was trained, read or stored",
+    ]
+    out_console = Console()
+    for line in lines:
+        out_console.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -288,8 +229,9 @@ def report(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Build the side-by-side Keras/PyTorch comparison of a study that has run."""
-    from harness.report.build import build_report, print_report
-    from harness.run.runner import existing_places
+    from harness.report.build import build_report
+    from harness.report.render import print_report
+    from harness.run.places import existing_places
     from harness.study.schema import load_study
 
     definition = load_study(study)
@@ -373,14 +315,15 @@ def main() -> None:
     """Run `bench`; a bad flag or value is one line and exit code 2, like every other mistake."""
     try:
         code = app(standalone_mode=False, prog_name="bench")
-    except UsageError as error:
-        where = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+    except typer.TyperException as error:  # a usage error (exit code 2), or another refusal
+        context = getattr(error, "ctx", None)  # usage errors know their command
+        where = f" (see `{context.command_path} --help`)" if context else ""
         console.print(
             f"[bold red]error:[/] {escape(error.format_message())}{escape(where)}",
             highlight=False,
             soft_wrap=True,
         )
-        sys.exit(2)
-    except Abort:  # Ctrl-C outside a study run
+        sys.exit(error.exit_code)
+    except typer.Abort:  # Ctrl-C outside a study run
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -20,10 +20,24 @@ from rich.progress import (
 from rich.table import Table
 
 from harness.config import RunConfig
+from harness.run.events import (
+    DeadTrial,
+    Epoch,
+    Event,
+    FromJob,
+    Measured,
+    Measuring,
+    RetrainDone,
+    RetrainStarted,
+    SearchOpened,
+    Skipped,
+    TrialDone,
+    TrialStarted,
+)
 from harness.training import EpochResult, TrainResult
 
 if TYPE_CHECKING:  # only for annotations: `bench train` need not import Optuna or MLflow
-    from harness.run.runner import RunPlaces
+    from harness.run.places import RunPlaces
     from harness.study.schema import Study
 
 
@@ -146,48 +160,53 @@ class StudyProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
-    def __call__(self, event: dict) -> None:
-        kind, job = event["event"], event.get("job", "")
-        if kind == "search":
-            self.progress.advance(self.task, event["done"])
-            self.console.print(
-                f"[bold]{event['name']}[/]: search, {event['done']} of "
-                f"{event['budget'] or 'unlimited'} trials already finished"
-            )
-        elif kind == "dead_trial":
-            self.console.print(
-                f"  {event['name']} trial {event['trial']}: its process died; retried",
-                highlight=False,
-            )
-        elif kind in ("trial", "retrain"):
-            self.running[job] = job
-        elif kind == "epoch":
-            self.running[job] = (
-                f"{job} epoch {event['epoch']}/{event['epochs']} "
-                f"val_acc {event['val_accuracy']:.4f} val_loss {event['val_loss']:.4f}"
-            )
-        elif kind == "trial_done":
-            self.progress.advance(self.task)
-            value = "" if event["value"] is None else f" value {event['value']:.4f}"
-            best = "" if event["best"] is None else f" (best {event['best']:.4f})"
-            reason = f": {event['reason']}" if event["reason"] else ""
-            self.console.print(f"  {job} {event['state']}{value}{best}{reason}", highlight=False)
-            self.running.pop(job, None)
-        elif kind == "retrain_done":
-            self.progress.advance(self.task)
-            shown = "".join(
-                f" {label} {event['metrics'][name]:.4f}"
-                for name, label in (("test_accuracy", "test_acc"), ("test_perplexity", "test_ppl"))
-                if name in event["metrics"]
-            )
-            reason = f": {event['reason']}" if event["reason"] else ""
-            self.console.print(f"  {job} {event['state']}{shown}{reason}", highlight=False)
-            self.running.pop(job, None)
-        elif kind == "skip":
-            self.progress.advance(self.task)
+    def __call__(self, event: Event) -> None:
+        match event:
+            case SearchOpened():
+                self.progress.advance(self.task, event.done)
+                self.console.print(
+                    f"[bold]{event.name}[/]: search, {event.done} of "
+                    f"{event.budget or 'unlimited'} trials already finished"
+                )
+            case DeadTrial():
+                self.console.print(
+                    f"  {event.name} trial {event.trial}: its process died; retried",
+                    highlight=False,
+                )
+            case TrialStarted() | RetrainStarted():
+                self.running[event.job] = event.job
+            case FromJob(job, Epoch() as epoch):
+                self.running[job] = (
+                    f"{job} epoch {epoch.epoch}/{epoch.epochs} "
+                    f"val_acc {epoch.metrics['val_accuracy']:.4f} "
+                    f"val_loss {epoch.metrics['val_loss']:.4f}"
+                )
+            case TrialDone():
+                self.progress.advance(self.task)
+                value = "" if event.value is None else f" value {event.value:.4f}"
+                best = "" if event.best is None else f" (best {event.best:.4f})"
+                self._finished(event.job, f"{event.state}{value}{best}", event.reason)
+            case RetrainDone():
+                self.progress.advance(self.task)
+                shown = "".join(
+                    f" {label} {event.metrics[name]:.4f}"
+                    for name, label in (
+                        ("test_accuracy", "test_acc"),
+                        ("test_perplexity", "test_ppl"),
+                    )
+                    if name in event.metrics
+                )
+                self._finished(event.job, f"{event.state}{shown}", event.reason)
+            case Skipped():
+                self.progress.advance(self.task)
         shown = list(self.running.values())
         description = shown[0] if len(shown) == 1 else f"{len(shown)} running: " + " | ".join(shown)
         self.progress.update(self.task, description=description if shown else "waiting")
+
+    def _finished(self, job: str, outcome: str, reason: str | None) -> None:
+        because = f": {reason}" if reason else ""
+        self.console.print(f"  {job} {outcome}{because}", highlight=False)
+        self.running.pop(job, None)
 
 
 def print_run_summary(console: Console, study: Study, places: RunPlaces) -> None:
@@ -225,13 +244,14 @@ class PerfProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
-    def __call__(self, event: dict) -> None:
-        if event["event"] == "point":
-            label = event["option"] or f"{event['kind']} {event['sequence_length']}x"
-            if not event["option"]:
-                label += str(event["batch_size"])
-            self.progress.update(
-                self.task, description=f"{event['backend']}/{event['architecture']} {label}"
-            )
-        elif event["event"] == "result":
-            self.progress.advance(self.task)
+    def __call__(self, event: Event) -> None:
+        match event:
+            case Measuring(backend, point):
+                label = point["option"] or f"{point['kind']} {point['sequence_length']}x"
+                if not point["option"]:
+                    label += str(point["batch_size"])
+                self.progress.update(
+                    self.task, description=f"{backend}/{point['architecture']} {label}"
+                )
+            case Measured():
+                self.progress.advance(self.task)

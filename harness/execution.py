@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from harness.errors import BenchError
 
 PRECISIONS = ("float32", "bf16", "fp16")
-# PyTorch's CPU LSTM has no fp16 kernel and TensorFlow's CPU fp16 is emulated: refused, not faked.
+# No framework here has a real CPU fp16 path (no kernel, or an emulated one): refused, not faked.
 FP16_NEEDS_GPU = (
     "precision: expected float32 or bf16 without a GPU (fp16 needs one); received 'fp16'"
 )
@@ -45,3 +45,10 @@ class ExecutionOptions:
 
 
 PLAIN = ExecutionOptions()
+
+
+def check_device(options: ExecutionOptions, accelerator: str | None) -> None:
+    """Refuse, before a model is built, what no backend can run on this device; `accelerator`
+    is the backend's GPU name (None on a CPU). Backend-specific refusals stay in the backend."""
+    if options.precision == "fp16" and accelerator is None:
+        raise BenchError(FP16_NEEDS_GPU)

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 from harness.errors import BenchError
 
 if TYPE_CHECKING:
+    from harness.search import Storage
     from harness.study.schema import Study
+    from harness.tracking import Tracker
 
 DIGEST_KEY = "definition_digest"  # the tag on runs and experiments, the user attr on searches
 DEFINITION_KEY = "definition"  # the whole definition as JSON, to say what changed
@@ -98,3 +100,23 @@ def check(study: Study, stored_json: str | None, where: str) -> None:
         "nothing was run or mixed. To keep both results, use a new --out (new stores) or a new "
         "[study] name; to resume the earlier study, restore its values"
     )
+
+
+def check_identity(study: Study, tracker: Tracker, storage: Storage, record: bool = True) -> None:
+    """Stop before any work when the stores were made under another study definition; with
+    `record`, write the definition into a new MLflow experiment (new searches record their own).
+
+    The write is read back and checked, whether it succeeded or lost a race: two processes with
+    different definitions starting on one empty store at once would otherwise both pass (a
+    local store lets the last writer win; a tracking server on PostgreSQL refuses the second).
+    """
+    from harness import search  # Optuna loads only where stores are opened
+
+    where = f"the MLflow experiment {study.name!r}"
+    stored = tracker.experiment_tag(DEFINITION_KEY)
+    check(study, stored, where)
+    for name, definition in search.stored_definitions(study, storage).items():
+        check(study, definition, f"the Optuna search {name!r}")
+    if stored is None and record:
+        tracker.write_experiment_tags(attributes(study))
+        check(study, tracker.experiment_tag(DEFINITION_KEY), where)

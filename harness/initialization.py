@@ -1,7 +1,7 @@
-"""Keras's default initialisation scheme, drawn once in numpy and loaded into either backend.
+"""Keras's default initialisation scheme, drawn once in numpy and loaded into every backend.
 
 Drawing the initial weights in the harness (rather than in each framework) makes "same
-initialisation" literal: a given seed starts Keras and PyTorch from the very same numbers.
+initialisation" literal: a given seed starts every backend from the very same numbers.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The framework-neutral description of a model and the layout of its weights.
 
-Both backends build their model from one `ModelSpec`, and both exchange weights in one canonical
+Every backend builds its model from one `ModelSpec`, and all exchange weights in one canonical
 layout: Keras's own (kernels as ``(inputs, units * gates)``, Keras's gate order). Writing the
-layout down once is what lets the harness initialise both frameworks with the same numbers and
-lets the tests compare them tensor by tensor.
+layout down once is what lets the harness initialise every framework with the same numbers and
+lets the tests compare them tensor by tensor. The loss follows from the task (`TASK_LOSSES`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,13 @@ CAUSAL_ARCHITECTURES = ("simple_rnn", "lstm", "gru")  # the ones that can predic
 
 # Gates per recurrent cell: how many (inputs, units) blocks its kernels stack side by side.
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3, "bilstm": 4}
+# The loss each task trains with, always from logits, chosen here once so that every backend
+# optimises the same objective; a backend maps each name to its framework's function, and
+# counts a correct prediction the matching way (logit > 0, or top-1 token).
+TASK_LOSSES = {
+    "classification": "binary_crossentropy",  # one sigmoid logit per review
+    "language_model": "sparse_categorical_crossentropy",  # softmax over the vocabulary per token
+}
 
 
 @dataclass(frozen=True)
@@ -31,8 +38,9 @@ class ModelSpec:
 
     architecture: str  # one of ARCHITECTURES
     vocab_size: int  # rows of the embedding table (== num_words of the data)
-    embedding_dim: int = 32
-    hidden_size: int = 32  # units per direction
+    # No defaults for the sizes: harness.config.RunConfig is the one place defaults live.
+    embedding_dim: int
+    hidden_size: int  # units per direction
     num_layers: int = 1
     dropout_rate: float = 0.0  # Dropout after every recurrent layer; never recurrent dropout
     task: str = "classification"  # one of TASKS
@@ -69,6 +77,11 @@ class ModelSpec:
     @property
     def output_size(self) -> int:
         return self.vocab_size if self.task == "language_model" else 1
+
+    @property
+    def loss(self) -> str:
+        """The training loss's name (`TASK_LOSSES`): mean cross-entropy per prediction."""
+        return TASK_LOSSES[self.task]
 
     @property
     def sequence_output(self) -> bool:
@@ -121,7 +134,7 @@ OPTIMIZERS = ("rmsprop", "adam")
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """An optimiser with Keras's default hyper-parameters; both backends follow Keras's formulas."""
+    """An optimiser with Keras's default hyper-parameters; every backend uses Keras's formulas."""
 
     name: str = "rmsprop"  # one of OPTIMIZERS
     learning_rate: float = 1e-3
@@ -136,7 +149,7 @@ class OptimizerSpec:
             raise BenchError(f"learning_rate: expected > 0; received {self.learning_rate}")
 
 
-# Keras's defaults, written once so that both backends read the same numbers.
+# Keras's defaults, written once so that every backend reads the same numbers.
 RMSPROP_RHO = 0.9
 ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999

@@ -3,10 +3,14 @@
 `classification` is IMDB sentiment (one label per review); `language_model` is next-word
 prediction on the same review text. The model head and loss follow from `ModelSpec.task`;
 everything else (search, trial runner, tracking, report) is one code path for both.
+
+Predictions are made here in chunks, a backend computing one chunk at a time: a whole test split
+never has to fit on the device at once, and every backend is chunked the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -42,12 +46,45 @@ def load_data(config: RunConfig, source: Path) -> TaskData:
     return load_imdb(source, **config.data_params())
 
 
+PREDICT_CHUNK = 512  # reviews per `predict_batch` call (evaluation uses the batch size if larger)
+SCORE_CHUNK = 64  # token windows per `score_batch` call: its logits are (chunk, time, vocab)
+
+
+def _chunks(size: int, chunk: int) -> Iterator[slice]:
+    for start in range(0, size, chunk):
+        yield slice(start, start + chunk)
+
+
+def predict_logits(
+    model: TrainableModel, x: np.ndarray, batch_size: int = PREDICT_CHUNK
+) -> np.ndarray:
+    """Float32 logits of every row of `x` in inference mode, `batch_size` rows at a time:
+    ``(len(x),)`` for classification, ``(len(x), time, vocab)`` for a language model (small
+    inputs only: tests, examples)."""
+    outputs = [model.predict_batch(x[part]) for part in _chunks(len(x), batch_size)]
+    return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros(0, np.float32)
+
+
+def token_log_likelihood(
+    model: TrainableModel, x: np.ndarray, y: np.ndarray, batch_size: int = SCORE_CHUNK
+) -> tuple[np.ndarray, np.ndarray]:
+    """Language models: the log-probability of each target token and the top-1 prediction,
+    both ``(len(x), time)``, `batch_size` windows at a time."""
+    scored = [model.score_batch(x[part], y[part]) for part in _chunks(len(x), batch_size)]
+    if not scored:
+        return np.zeros(y.shape, np.float32), np.zeros(y.shape, np.int32)
+    return (
+        np.concatenate([log_probs for log_probs, _ in scored]),
+        np.concatenate([predicted for _, predicted in scored]),
+    )
+
+
 def evaluate(model: TrainableModel, split: Split, config: RunConfig) -> tuple[float, float]:
     """Mean loss and accuracy per prediction: per review, or per token (top-1)."""
     if config.task == "language_model":
-        log_probs, predicted = model.token_log_likelihood(split.x, split.y, config.batch_size)
+        log_probs, predicted = token_log_likelihood(model, split.x, split.y, config.batch_size)
         return metrics.token_loss_and_accuracy(log_probs, predicted, split.y)
-    logits = model.predict_logits(split.x, batch_size=max(config.batch_size, 512))
+    logits = predict_logits(model, split.x, max(config.batch_size, PREDICT_CHUNK))
     return metrics.loss_and_accuracy(logits, split.y)
 
 
@@ -57,9 +94,9 @@ def test_metrics(
     """The test-split figures, the confusion matrix and the classification report (if any)."""
     test = data.test
     if config.task == "language_model":
-        log_probs, predicted = model.token_log_likelihood(test.x, test.y, config.batch_size)
+        log_probs, predicted = token_log_likelihood(model, test.x, test.y, config.batch_size)
         return metrics.language_model_metrics(log_probs, predicted, test.y), None, ""
-    logits = model.predict_logits(test.x, batch_size=max(config.batch_size, 512))
+    logits = predict_logits(model, test.x, max(config.batch_size, PREDICT_CHUNK))
     return (
         metrics.classification_metrics(logits, test.y),
         metrics.confusion(logits, test.y),

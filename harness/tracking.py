@@ -20,21 +20,60 @@ import subprocess
 import time
 import urllib.request
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
+import pandas as pd
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.time import get_current_time_millis
 
 import harness
 from harness.errors import BenchError
 from harness.stores import sqlalchemy_url, sqlite_lock
 
 PARENT_TAG = "mlflow.parentRunId"
-ROLES = ("search", "trial", "retrain", "cross", "report")
+RUN_COLUMNS = ["run_id", "status", "start_time"]  # `runs_frame`'s columns besides tags.x etc.
+
+
+def run_filter(tags: Mapping[str, str], status: str | None = None) -> str:
+    """The MLflow search filter for runs whose tags equal `tags` (and whose status is `status`).
+
+    MLflow's filter grammar has no escape character: it takes a value verbatim between its
+    quotes. So each value goes between the quote character it does not contain; a value with
+    both cannot be matched exactly and is refused, rather than matching other runs.
+    """
+    clauses = []
+    for key, value in tags.items():
+        if "`" in key:
+            raise ValueError(f"expected a tag key without '`'; received {key!r}")
+        clauses.append(f"tags.`{key}` = {_quoted(str(value))}")
+    if status is not None:
+        clauses.append(f"attributes.status = {_quoted(status)}")
+    return " and ".join(clauses)
+
+
+def _quoted(value: str) -> str:
+    for quote in ("'", '"'):
+        if quote not in value:
+            return f"{quote}{value}{quote}"
+    raise ValueError(
+        "expected a tag value without both ' and \" (an MLflow filter cannot escape them); "
+        f"received {value!r}"
+    )
+
+
+def _flat(run: Run) -> dict[str, object]:
+    return {
+        "run_id": run.info.run_id,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        **{f"tags.{k}": v for k, v in run.data.tags.items()},
+        **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
+        **{f"params.{k}": v for k, v in run.data.params.items()},
+    }
 
 
 def git_commit() -> str:
@@ -104,9 +143,6 @@ class Tracker:
     def experiment_tag(self, key: str) -> str | None:
         return self.client.get_experiment(self.experiment_id).tags.get(key)
 
-    def set_experiment_tag(self, key: str, value: str) -> None:
-        self.client.set_experiment_tag(self.experiment_id, key, value)
-
     def _create_experiment(self, name: str, artifact_root: Path | None) -> str:
         """A tracking server keeps the artifacts itself (every worker machine can reach them);
         a local store keeps them beside the run's other outputs."""
@@ -119,9 +155,11 @@ class Tracker:
 
     def find_run(self, **tags: str) -> str | None:
         """The oldest run whose tags all match, for resuming instead of duplicating."""
-        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
         runs = self.client.search_runs(
-            [self.experiment_id], where, max_results=1, order_by=["attributes.start_time ASC"]
+            [self.experiment_id],
+            run_filter(tags),
+            max_results=1,
+            order_by=["attributes.start_time ASC"],
         )
         return runs[0].info.run_id if runs else None
 
@@ -138,9 +176,8 @@ class Tracker:
             return found
         mine = self.start(f"{architecture}/{backend} search", tags)
         # Workers that start together may each have created one: all keep the oldest.
-        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
         created = self.client.search_runs(
-            [self.experiment_id], where, order_by=["attributes.start_time ASC"]
+            [self.experiment_id], run_filter(tags), order_by=["attributes.start_time ASC"]
         )
         oldest = created[0].info.run_id if created else mine
         if oldest != mine:
@@ -159,23 +196,44 @@ class Tracker:
         self.client.set_terminated(run_id, status)
 
     def finished_runs(self, **tags: str) -> list:
-        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-        return self.client.search_runs(
-            [self.experiment_id], f"{where} and attributes.status = 'FINISHED'"
-        )
+        return self.client.search_runs([self.experiment_id], run_filter(tags, "FINISHED"))
 
     def running_runs(self, roles: tuple[str, ...]) -> list[str]:
         """Runs of these roles still marked RUNNING (live, or orphaned by a killed process)."""
         found = []
         for role in roles:
             runs = self.client.search_runs(
-                [self.experiment_id], f"tags.role = '{role}' and attributes.status = 'RUNNING'"
+                [self.experiment_id], run_filter({"role": role}, "RUNNING")
             )
             found += [run.info.run_id for run in runs]
         return found
 
     def tag(self, run_id: str, key: str) -> str | None:
         return self.client.get_run(run_id).data.tags.get(key)
+
+    # -- reading back, for the report --------------------------------------------------------
+    def runs_frame(self, **tags: str) -> pd.DataFrame:
+        """The experiment's runs whose tags equal `tags`, one row each, shaped like
+        `mlflow.search_runs` (run_id, status, start_time, tags.x, metrics.x, params.x).
+
+        Paged through the client rather than `mlflow.search_runs`, which reads the process-wide
+        tracking URI, so reading never changes global MLflow state.
+        """
+        rows, token, where = [], None, run_filter(tags)
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], where, max_results=1000, page_token=token
+            )
+            rows += [_flat(run) for run in page]
+            token = page.token
+            if not token:
+                break
+        return pd.DataFrame(rows, columns=None if rows else RUN_COLUMNS)
+
+    def metric_history(self, run_id: str, key: str) -> list[float]:
+        """Every value a run logged for `key`, in step order (per-epoch metrics: one an epoch)."""
+        history = self.client.get_metric_history(run_id, key)
+        return [m.value for m in sorted(history, key=lambda m: m.step)]
 
     # -- filling a run in, from what its trial process reported -----------------------------
     def log_start(
@@ -197,7 +255,9 @@ class Tracker:
         # MLflow keeps at most 36 characters of a digest; the full sha256 is a param as well.
         data = MetaDataset(source=source, name="imdb", digest=dataset_digest[:36])
         context = [InputTag("mlflow.data.context", "training")]
-        inputs = [DatasetInput(data._to_mlflow_entity(), context)]
+        # `to_dict` holds exactly the public Dataset entity's fields (MLflow's own conversion,
+        # `_to_mlflow_entity`, is private); tests/test_tracking.py reads the input back.
+        inputs = [DatasetInput(Dataset(**data.to_dict()), context)]
         try:
             self.client.log_inputs(run_id, inputs)
         except MlflowException:
@@ -208,7 +268,7 @@ class Tracker:
 
     def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
         # Not every store accepts NaN or infinity; a diverged run says so in its tags instead.
-        now = get_current_time_millis()
+        now = int(time.time() * 1000)
         metrics = [
             Metric(k, float(v), now, step)
             for k, v in values.items()
@@ -220,5 +280,21 @@ class Tracker:
         for path in paths:
             self.client.log_artifact(run_id, path)
 
+    def log_table(self, run_id: str, frame: pd.DataFrame, name: str) -> None:
+        """A table as a JSON artifact, which MLflow's UI shows as a table."""
+        self.client.log_table(run_id, frame, name)
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
     def set_tags(self, run_id: str, **tags: str) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def write_experiment_tags(self, tags: dict[str, str]) -> None:
+        """Tag the experiment, tolerating a lost race: a server on PostgreSQL refuses the second
+        of two inserts at the same moment. The caller reads back whichever write won."""
+        try:
+            for key, value in tags.items():
+                self.client.set_experiment_tag(self.experiment_id, key, value)
+        except MlflowException:
+            pass

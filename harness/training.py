@@ -62,7 +62,7 @@ class TrainResult:
     confusion: np.ndarray | None = None
     classification_report: str = ""
     memory: dict[str, int] = field(default_factory=dict)  # only the figures that apply
-    kernel: str = ""  # the recurrent kernel the framework ran (TrainableModel.kernel)
+    kernel: str = ""  # the recurrent kernel the framework ran, or "unknown" (reported_kernel)
     denormal_mode: str = ""  # "flush" or "keep" on the CPU (TrainableModel.denormal_mode)
 
     def execution_tags(self) -> dict[str, str]:
@@ -146,7 +146,7 @@ def train(
         accelerator=backend.accelerator(),
         parameter_count=model.count_trainable_parameters(),
         model_summary=model.summary(),
-        kernel=model.kernel(),
+        kernel=reported_kernel(model),
         denormal_mode=model.denormal_mode(),
     )
     if on_start is not None:
@@ -183,6 +183,15 @@ def train(
             model, data, config
         )
     return result
+
+
+def reported_kernel(model: TrainableModel) -> str:
+    """The recurrent kernel for the run's tags, where the backend reports it (an optional hook:
+    a backend without it still trains)."""
+    try:
+        return model.kernel()
+    except NotImplementedError:
+        return "unknown"
 
 
 def memory_figures(peak_device: int | None) -> dict[str, int]:

@@ -3,17 +3,14 @@ one factory of study files every test writes its studies with."""
 
 from __future__ import annotations
 
-import heapq
-import io
 import os
-import re
-import tarfile
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import tomli_w
+
+from harness.data.slice import SLICE_PER_FOLDER, cut_slice
 
 pytest_plugins = ("servers",)  # the real-server fixtures: server, postgres
 
@@ -23,9 +20,6 @@ IMDB_ARCHIVE = Path(
     os.environ.get("BENCH_TEST_DATA")
     or REPO_ROOT.parent / "shared" / "data" / "aclImdb_labelled.tar.gz"
 )
-SLICE_PER_FOLDER = 150  # reviews kept from each of train/pos, train/neg, test/pos, test/neg
-
-_REVIEW = re.compile(r"^(?:\./)?aclImdb/(train|test)/(neg|pos)/(\d+)_(\d+)\.txt$")
 
 
 @pytest.fixture(scope="session")
@@ -48,47 +42,6 @@ def imdb_slice(imdb_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """
     dest = tmp_path_factory.mktemp("imdb-slice") / "aclImdb_slice.tar.gz"
     return cut_slice(imdb_archive, dest, SLICE_PER_FOLDER)
-
-
-def cut_slice(archive: Path, dest: Path, per_folder: int) -> Path:
-    """Copy README and the `per_folder` lowest-id reviews per folder, in one streaming pass."""
-    # Per folder, a max-heap (ids negated) of the lowest ids seen so far, with their bytes.
-    kept: defaultdict[str, list[tuple[tuple[int, int], str, bytes]]] = defaultdict(list)
-    readme = b""
-    with tarfile.open(archive, "r|gz") as source:
-        for member in source:
-            if member.name.endswith("aclImdb/README") and member.isfile():
-                readme = _data(source, member)
-                continue
-            match = _REVIEW.match(member.name)
-            if not (match and member.isfile()):
-                continue
-            split, label, review_id, rating = match.groups()
-            key = (-int(review_id), -int(rating))
-            heap = kept[f"{split}/{label}"]
-            if len(heap) < per_folder:
-                heapq.heappush(heap, (key, member.name, _data(source, member)))
-            elif key > heap[0][0]:
-                heapq.heapreplace(heap, (key, member.name, _data(source, member)))
-    with tarfile.open(dest, "w:gz", compresslevel=1) as out:
-        _add(out, "aclImdb/README", readme)
-        for folder in sorted(kept):
-            for _key, name, data in sorted(kept[folder], reverse=True):
-                _add(out, name, data)
-    return dest
-
-
-def _data(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
-    data = archive.extractfile(member)
-    assert data is not None
-    return data.read()
-
-
-def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    archive.addfile(info, io.BytesIO(data))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,19 +1,31 @@
-"""Proof that the Keras and PyTorch backends compute the same function and take the same steps.
+"""Proof that every pair of registered backends computes the same function and takes the same steps.
 
-Every test loads the harness's initial weights into both frameworks, feeds both the same real
-IMDB batches and compares the results tensor by tensor, in float32 on the CPU.
+Every test loads the harness's initial weights into both backends of a pair, feeds both the same
+real IMDB batches and compares the results tensor by tensor, in float32 on the CPU. The pairs are
+`itertools.combinations` of `BACKENDS`, so a new backend is compared with each existing one the
+moment it is registered; `BENCH_TEST_BROKEN_BACKEND=1` adds a deliberately broken one
+(tests/broken_backend.py) to show that these tests catch it.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from backends import get_backend
+from backends import BACKENDS, get_backend
+from backends.equivalence import (
+    BATCH,
+    SHAPES,
+    backend_pairs,
+    lockstep_losses,
+    small_spec,
+    twin_models,
+)
 from harness.data.classification import load_imdb
 from harness.data.language_model import load_language_model_data
 from harness.errors import BenchError
-from harness.initialization import initial_weights
 from harness.model_spec import (
     ARCHITECTURES,
     CAUSAL_ARCHITECTURES,
@@ -23,10 +35,17 @@ from harness.model_spec import (
 )
 from harness.training import epoch_batches
 
-SHAPES = [(arch, layers) for arch in ARCHITECTURES for layers in (1, 2)]
+if os.environ.get("BENCH_TEST_BROKEN_BACKEND") == "1":
+    import broken_backend  # noqa: F401  (registers the "broken" backend)
+
+PAIRS = backend_pairs()
+PAIR_IDS = [f"{a}-{b}" for a, b in PAIRS]
 IDS = [f"{arch}-{layers}layer" for arch, layers in SHAPES]
-BATCH = 16
-LOCKSTEP_STEPS = 50
+
+
+@pytest.fixture(params=PAIRS, ids=PAIR_IDS)
+def pair(request) -> tuple[str, str]:
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +59,12 @@ def batch(imdb):
     return imdb.train.x[index], imdb.train.y[index]
 
 
-def small_spec(arch: str, layers: int) -> ModelSpec:
-    return ModelSpec(arch, vocab_size=2000, embedding_dim=16, hidden_size=12, num_layers=layers)
-
-
-def twin_models(spec: ModelSpec, optimizer: str = "rmsprop", learning_rate: float = 1e-3):
-    """A Keras model and a PyTorch model holding the same initial weights."""
-    weights = initial_weights(spec, seed=7)
-    twins = []
-    for name in ("keras", "torch"):
-        model = get_backend(name).build(spec, OptimizerSpec(optimizer, learning_rate))
-        model.set_weights(weights)
-        twins.append(model)
-    return twins
+def gradients_of(model, x, y):
+    """The optional `loss_and_gradients`, or a skip naming the backend that leaves it out."""
+    try:
+        return model.loss_and_gradients(x, y)
+    except NotImplementedError as error:
+        pytest.skip(f"optional hook not implemented: {error}")
 
 
 def assert_weights_close(a: dict, b: dict, atol: float) -> None:
@@ -62,6 +74,7 @@ def assert_weights_close(a: dict, b: dict, atol: float) -> None:
         np.testing.assert_allclose(a[name], b[name], rtol=0, atol=atol, err_msg=name)
 
 
+@pytest.mark.parametrize("name", tuple(BACKENDS))
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
@@ -72,85 +85,64 @@ def assert_weights_close(a: dict, b: dict, atol: float) -> None:
     ],
     ids=["simple_rnn", "lstm", "bilstm"],
 )
-def test_parameter_counts_match_keras_reference_values(spec, expected):
-    keras_model, torch_model = twin_models(spec)
-    assert keras_model.model.count_params() == expected  # what Keras itself reports
-    assert keras_model.count_trainable_parameters() == expected
-    assert torch_model.count_trainable_parameters() == expected
+def test_parameter_counts_match_keras_reference_values(spec, expected, name):
+    model = get_backend(name).build(spec, OptimizerSpec())
+    assert model.count_trainable_parameters() == expected
     assert count_parameters(spec) == expected
 
 
 @pytest.mark.parametrize(("arch", "layers"), SHAPES, ids=IDS)
-def test_same_weights_same_logits_loss_and_gradients(arch, layers, batch):
-    spec = small_spec(arch, layers)
-    keras_model, torch_model = twin_models(spec)
-    assert keras_model.count_trainable_parameters() == torch_model.count_trainable_parameters()
+def test_same_weights_same_logits_loss_and_gradients(pair, arch, layers, batch):
+    first, second = twin_models(pair, small_spec(arch, layers))
+    assert first.count_trainable_parameters() == second.count_trainable_parameters()
     x, y = batch
-    np.testing.assert_allclose(
-        keras_model.predict_logits(x), torch_model.predict_logits(x), rtol=0, atol=1e-5
-    )
-    keras_loss, keras_grads = keras_model.loss_and_gradients(x, y)
-    torch_loss, torch_grads = torch_model.loss_and_gradients(x, y)
-    assert keras_loss == pytest.approx(torch_loss, abs=1e-6)
-    assert keras_grads.keys() == torch_grads.keys()
-    for name, keras_grad in keras_grads.items():
-        scale = max(float(np.abs(keras_grad).max()), 1e-12)
-        relative = float(np.abs(keras_grad - torch_grads[name]).max()) / scale
+    np.testing.assert_allclose(first.predict_batch(x), second.predict_batch(x), rtol=0, atol=1e-5)
+    first_loss, first_grads = gradients_of(first, x, y)
+    second_loss, second_grads = gradients_of(second, x, y)
+    assert first_loss == pytest.approx(second_loss, abs=1e-6)
+    assert first_grads.keys() == second_grads.keys()
+    for name, grad in first_grads.items():
+        scale = max(float(np.abs(grad).max()), 1e-12)
+        relative = float(np.abs(grad - second_grads[name]).max()) / scale
         assert relative <= 1e-4, f"{name}: relative gradient difference {relative:.2e}"
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
 @pytest.mark.parametrize(("arch", "layers"), SHAPES, ids=IDS)
-def test_one_optimizer_step_gives_the_same_weights(arch, layers, optimizer, batch):
-    keras_model, torch_model = twin_models(small_spec(arch, layers), optimizer)
-    before = keras_model.get_weights()
-    for model in (keras_model, torch_model):
+def test_one_optimizer_step_gives_the_same_weights(pair, arch, layers, optimizer, batch):
+    first, second = twin_models(pair, small_spec(arch, layers), optimizer)
+    before = first.get_weights()
+    for model in (first, second):
         model.train_step(*batch)
-    after = keras_model.get_weights()
+    after = first.get_weights()
     assert any(not np.array_equal(before[n], after[n]) for n in before), "the step changed nothing"
-    assert_weights_close(after, torch_model.get_weights(), atol=1e-5)
+    assert_weights_close(after, second.get_weights(), atol=1e-5)
 
 
 @pytest.mark.parametrize(("arch", "layers"), SHAPES, ids=IDS)
-def test_lockstep_training_loss_curves_agree(arch, layers, imdb):
+def test_lockstep_training_loss_curves_agree(pair, arch, layers, imdb):
     """50 steps on real reviews in the harness's batch order; the losses agree at every step."""
-    keras_model, torch_model = twin_models(small_spec(arch, layers), "rmsprop")
-    steps, epoch, curves = 0, 0, {"keras": [], "torch": []}
-    while steps < LOCKSTEP_STEPS:
-        epoch += 1
-        for index in epoch_batches(len(imdb.train), BATCH, seed=3, epoch=epoch):
-            if steps == LOCKSTEP_STEPS:
-                break
-            x, y = imdb.train.x[index], imdb.train.y[index]
-            for name, model in (("keras", keras_model), ("torch", torch_model)):
-                model.train_step(x, y)
-                curves[name].append(model.take_train_metrics()[0])
-            steps += 1
-    keras_curve, torch_curve = np.array(curves["keras"]), np.array(curves["torch"])
-    drift = np.abs(keras_curve - torch_curve)
+    models = twin_models(pair, small_spec(arch, layers), "rmsprop")
+    curves = lockstep_losses(models, imdb.train)
+    drift = np.abs(curves[0] - curves[1])
     assert drift.max() <= 1e-3, f"largest per-step loss difference {drift.max():.2e}"
     # The models did learn something together, so the agreement is not two flat lines.
-    assert keras_curve[-10:].mean() < keras_curve[:10].mean()
-    assert_weights_close(keras_model.get_weights(), torch_model.get_weights(), atol=1e-4)
+    assert curves[0][-10:].mean() < curves[0][:10].mean()
+    assert_weights_close(models[0].get_weights(), models[1].get_weights(), atol=1e-4)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_weights_transfer_in_both_directions(arch, batch):
-    spec = small_spec(arch, 2)
-    keras_model, torch_model = twin_models(spec)
+def test_weights_transfer_in_both_directions(pair, arch, batch):
+    first, second = twin_models(pair, small_spec(arch, 2))
     x, y = batch
-    keras_model.train_step(x, y)  # move away from the shared start so a transfer is visible
-    torch_model.set_weights(keras_model.get_weights())
-    np.testing.assert_allclose(
-        torch_model.predict_logits(x), keras_model.predict_logits(x), rtol=0, atol=1e-5
-    )
+    first.train_step(x, y)  # move away from the shared start so a transfer is visible
+    second.set_weights(first.get_weights())
+    np.testing.assert_allclose(second.predict_batch(x), first.predict_batch(x), rtol=0, atol=1e-5)
     for _ in range(2):
-        torch_model.train_step(x, y)
-    keras_model.set_weights(torch_model.get_weights())
-    np.testing.assert_allclose(
-        keras_model.predict_logits(x), torch_model.predict_logits(x), rtol=0, atol=1e-5
-    )
-    assert_weights_close(keras_model.get_weights(), torch_model.get_weights(), atol=0)
+        second.train_step(x, y)
+    first.set_weights(second.get_weights())
+    np.testing.assert_allclose(first.predict_batch(x), second.predict_batch(x), rtol=0, atol=1e-5)
+    assert_weights_close(first.get_weights(), second.get_weights(), atol=0)
 
 
 # -- the language-model head: Dense(vocab) at every time step, softmax cross-entropy ----------
@@ -171,40 +163,28 @@ def lm_spec(arch: str, layers: int) -> ModelSpec:
 
 
 @pytest.mark.parametrize(("arch", "layers"), LM_SHAPES, ids=LM_IDS)
-def test_language_model_same_logits_loss_and_token_scores(arch, layers, lm_corpus):
-    keras_model, torch_model = twin_models(lm_spec(arch, layers))
+def test_language_model_same_logits_loss_and_token_scores(pair, arch, layers, lm_corpus):
+    first, second = twin_models(pair, lm_spec(arch, layers))
     x, y = lm_corpus.train.x[:8], lm_corpus.train.y[:8]
-    keras_logits, torch_logits = keras_model.predict_logits(x), torch_model.predict_logits(x)
-    assert keras_logits.shape == (8, 16, LM_VOCAB)
-    np.testing.assert_allclose(keras_logits, torch_logits, rtol=0, atol=1e-5)
-    assert keras_model.loss_and_gradients(x, y)[0] == pytest.approx(
-        torch_model.loss_and_gradients(x, y)[0], abs=1e-6
-    )
-    keras_scores, torch_scores = (
-        keras_model.token_log_likelihood(x, y),
-        torch_model.token_log_likelihood(x, y),
-    )
-    np.testing.assert_allclose(keras_scores[0], torch_scores[0], rtol=0, atol=1e-5)
-    assert (keras_scores[1] == torch_scores[1]).mean() > 0.99  # argmax ties may break apart
+    first_logits, second_logits = first.predict_batch(x), second.predict_batch(x)
+    assert first_logits.shape == (8, 16, LM_VOCAB)
+    np.testing.assert_allclose(first_logits, second_logits, rtol=0, atol=1e-5)
+    first_scores, second_scores = first.score_batch(x, y), second.score_batch(x, y)
+    np.testing.assert_allclose(first_scores[0], second_scores[0], rtol=0, atol=1e-5)
+    assert (first_scores[1] == second_scores[1]).mean() > 0.99  # argmax ties may break apart
+    assert gradients_of(first, x, y)[0] == pytest.approx(gradients_of(second, x, y)[0], abs=1e-6)
 
 
 @pytest.mark.parametrize(("arch", "layers"), LM_SHAPES, ids=LM_IDS)
-def test_language_model_lockstep_training_loss_curves_agree(arch, layers, lm_corpus):
-    keras_model, torch_model = twin_models(lm_spec(arch, layers), "adam", learning_rate=3e-3)
-    curves = {"keras": [], "torch": []}
-    for index in list(epoch_batches(len(lm_corpus.train), BATCH, seed=3, epoch=1))[:LOCKSTEP_STEPS]:
-        x, y = lm_corpus.train.x[index], lm_corpus.train.y[index]
-        for name, model in (("keras", keras_model), ("torch", torch_model)):
-            model.train_step(x, y)
-            curves[name].append(model.take_train_metrics()[0])
-    keras_curve, torch_curve = np.array(curves["keras"]), np.array(curves["torch"])
-    assert len(keras_curve) == LOCKSTEP_STEPS
-    drift = np.abs(keras_curve - torch_curve)
+def test_language_model_lockstep_training_loss_curves_agree(pair, arch, layers, lm_corpus):
+    models = twin_models(pair, lm_spec(arch, layers), "adam", learning_rate=3e-3)
+    curves = lockstep_losses(models, lm_corpus.train)
+    drift = np.abs(curves[0] - curves[1])
     assert drift.max() <= 1e-3, f"largest per-step loss difference {drift.max():.2e}"
-    assert keras_curve[-10:].mean() < keras_curve[:10].mean() - 0.5  # it learned word statistics
-    assert_weights_close(keras_model.get_weights(), torch_model.get_weights(), atol=1e-4)
+    assert curves[0][-10:].mean() < curves[0][:10].mean() - 0.5  # it learned word statistics
+    assert_weights_close(models[0].get_weights(), models[1].get_weights(), atol=1e-4)
 
 
 def test_a_bidirectional_model_cannot_be_a_language_model():
     with pytest.raises(BenchError, match="expected one of simple_rnn, lstm, gru for a language"):
-        ModelSpec("bilstm", LM_VOCAB, task="language_model")
+        ModelSpec("bilstm", LM_VOCAB, 16, 12, task="language_model")

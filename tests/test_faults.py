@@ -10,53 +10,25 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
+import sqlalchemy.exc
+from conftest import PRUNE_AFTER_ONE_EPOCH, write_study
 from helpers import REPO, bench
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-STUDY = """
-[study]
-name = "faults"
-architectures = ["gru"]
-backends = ["torch"]
-epochs = {epochs}
-
-[budget]
-trials = 2
-
-[objective]
-metric = "val_accuracy"
-direction = "maximize"
-
-[pruner]
-{pruner}
-
-[data]
-subset = 200
-
-[retrain]
-seeds = 1
-cross_backend = false
-
-[fixed]
-num_words = 1000
-embedding_dim = 8
-sequence_length = 32
-
-[search]
-hidden_size = {{ low = 4, high = 16, step = 4, default = 8 }}
-learning_rate = {learning_rate}
-"""
-SEARCHED_RATE = "{ low = 1e-3, high = 1e-2, log = true, default = 3e-3 }"
-NO_PRUNING = 'type = "none"'
-# A resumed run must not change the study's definition (epochs, data, ...), so the 1000-epoch
-# trials are kept short the one way that leaves every run's computation alone: the pruner stops
-# each one after its first epoch. The pruner is not part of the study's identity.
-PRUNE_AFTER_ONE_EPOCH = 'type = "threshold"\nlower = 1.01  # no accuracy reaches it'
+pytestmark = pytest.mark.slow  # every test here runs `bench run`
 
 
-def study_text(epochs: int = 1000, learning_rate: str = SEARCHED_RATE, pruner: str = NO_PRUNING):
-    return STUDY.format(epochs=epochs, learning_rate=learning_rate, pruner=pruner)
+def write_faults(folder: Path, epochs: int = 1000, **tables: dict[str, object]) -> Path:
+    """The conftest's small study (no pruning), named "faults", run for `epochs` epochs.
+
+    A resumed run must not change the study's definition (epochs, data, ...), so the 1000-epoch
+    trials are kept short the one way that leaves every run's computation alone: the pruner
+    stops each one after its first epoch (`PRUNE_AFTER_ONE_EPOCH`). The pruner is not part of
+    the study's identity.
+    """
+    return write_study(folder, study={"name": "faults", "epochs": epochs}, **tables)
 
 
 def trials(out) -> list:
@@ -71,9 +43,25 @@ def runs(out) -> list:
     return client.search_runs([experiment], "tags.role = 'trial'")
 
 
-def start_and_wait_for_training(study, out, imdb_slice) -> subprocess.Popen:
+def first_epoch_reported(out: Path) -> bool:
+    """True once the running trial has reported an epoch to Optuna: it is in its training loop."""
+    try:
+        return any(trial.intermediate_values for trial in trials(out))
+    except (KeyError, sqlalchemy.exc.OperationalError):
+        return False  # the search is not created yet, or a writer holds the database
+
+
+def wait_for(condition, what: str, seconds: float = 120) -> None:
+    """Poll `condition` until it holds; fail naming `what` after a generous deadline."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+
+
+def start_and_wait_for_training(folder: Path, out: Path, imdb_slice) -> subprocess.Popen:
     """`bench run` on a first trial long enough to be interrupted, once it is training."""
-    study.write_text(study_text())  # 1000 epochs: minutes of work
+    study = write_faults(folder)  # 1000 epochs: minutes of work
     command = [
         sys.executable,
         "-m",
@@ -97,17 +85,16 @@ def start_and_wait_for_training(study, out, imdb_slice) -> subprocess.Popen:
         start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.monotonic() + 120
-    while not (out / "jobs" / "faults" / "gru" / "torch" / "trial-0" / "process.log").exists():
-        assert time.monotonic() < deadline, "the first trial never started"
-        time.sleep(0.5)
-    time.sleep(8)  # into the training loop
+    first = out / "jobs" / "faults" / "gru" / "torch" / "trial-0" / "process.log"
+    # The stores exist once the first trial's process does; only then does the test read them.
+    wait_for(first.exists, "the first trial never started")
+    wait_for(lambda: first_epoch_reported(out), "the first trial never finished an epoch")
     return running
 
 
 def test_ctrl_c_closes_the_running_trial_exits_130_and_the_rerun_resumes(tmp_path, imdb_slice):
-    study, out = tmp_path / "faults.toml", tmp_path / "out"
-    running = start_and_wait_for_training(study, out, imdb_slice)
+    out = tmp_path / "out"
+    running = start_and_wait_for_training(tmp_path, out, imdb_slice)
     os.killpg(running.pid, signal.SIGINT)
     _, stderr = running.communicate(timeout=120)
     assert running.returncode == 130
@@ -117,7 +104,7 @@ def test_ctrl_c_closes_the_running_trial_exits_130_and_the_rerun_resumes(tmp_pat
     (run,) = runs(out)
     assert run.info.status == "KILLED" and "interrupted" in run.data.tags["failure_reason"]
 
-    study.write_text(study_text(pruner=PRUNE_AFTER_ONE_EPOCH))
+    study = write_faults(tmp_path, pruner=PRUNE_AFTER_ONE_EPOCH)
     done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
     assert done.returncode == 0, done.stderr[-2000:]
     states = [t.state for t in trials(out)]  # the budget of 2 finished trials, exactly
@@ -125,9 +112,11 @@ def test_ctrl_c_closes_the_running_trial_exits_130_and_the_rerun_resumes(tmp_pat
 
 
 def test_a_diverging_trial_is_recorded_as_pruned_and_the_study_goes_on(tmp_path, imdb_slice):
-    study, out = tmp_path / "faults.toml", tmp_path / "out"
+    out = tmp_path / "out"
     # A learning rate of 1e38 overflows float32 in the first step: the weights become inf, then NaN.
-    study.write_text(study_text(epochs=2, learning_rate="{ choices = [1e38], default = 1e38 }"))
+    study = write_faults(
+        tmp_path, epochs=2, search={"learning_rate": {"choices": [1e38], "default": 1e38}}
+    )
     done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(trials(out)) == 2  # the study went on after the first divergence
@@ -139,14 +128,14 @@ def test_a_diverging_trial_is_recorded_as_pruned_and_the_study_goes_on(tmp_path,
 
 
 def test_kill_9_of_the_whole_run_is_detected_and_the_trial_retried(tmp_path, imdb_slice):
-    study, out = tmp_path / "faults.toml", tmp_path / "out"
-    running = start_and_wait_for_training(study, out, imdb_slice)
+    out = tmp_path / "out"
+    running = start_and_wait_for_training(tmp_path, out, imdb_slice)
     os.killpg(running.pid, signal.SIGKILL)  # `bench run` and its trial process, no cleanup
     running.wait(timeout=30)
     (orphan,) = trials(out)
     assert orphan.state == TrialState.RUNNING  # nobody was left to record anything
 
-    study.write_text(study_text(pruner=PRUNE_AFTER_ONE_EPOCH))
+    study = write_faults(tmp_path, pruner=PRUNE_AFTER_ONE_EPOCH)
     done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
     assert done.returncode == 0, done.stderr[-2000:]
     dead, retry, other = trials(out)
@@ -176,13 +165,11 @@ def trial_process_of(parent: int) -> int:
 
 
 def test_a_killed_trial_process_is_recorded_and_the_study_goes_on(tmp_path, imdb_slice):
-    study, out = tmp_path / "faults.toml", tmp_path / "out"
-    running = start_and_wait_for_training(study, out, imdb_slice)
+    out = tmp_path / "out"
+    running = start_and_wait_for_training(tmp_path, out, imdb_slice)
     os.kill(trial_process_of(running.pid), signal.SIGKILL)  # what the kernel's OOM killer does
-    deadline = time.monotonic() + 120
-    while not (out / "jobs" / "faults" / "gru" / "torch" / "trial-1" / "process.log").exists():
-        assert time.monotonic() < deadline, "the study did not go on to the next trial"
-        time.sleep(0.5)
+    second = out / "jobs" / "faults" / "gru" / "torch" / "trial-1" / "process.log"
+    wait_for(second.exists, "the study did not go on to the next trial")
     os.killpg(running.pid, signal.SIGINT)  # the next trial is long too: stop here
     running.communicate(timeout=120)
     killed, stopped = trials(out)
@@ -195,13 +182,10 @@ def test_a_killed_trial_process_is_recorded_and_the_study_goes_on(tmp_path, imdb
 
 
 def test_a_trial_that_runs_out_of_memory_is_recorded_and_the_study_goes_on(tmp_path, imdb_slice):
-    study, out = tmp_path / "faults.toml", tmp_path / "out"
-    text = study_text(epochs=1)
+    out = tmp_path / "out"
     # A GRU of 2**20 units: its recurrent kernel alone would take 12 TiB, so allocating it raises.
-    huge = "hidden_size = { choices = [1048576, 8], default = 1048576 }"
-    study.write_text(
-        text.replace("hidden_size = { low = 4, high = 16, step = 4, default = 8 }", huge)
-    )
+    huge = {"choices": [1048576, 8], "default": 1048576}
+    study = write_faults(tmp_path, epochs=1, search={"hidden_size": huge})
     done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
     assert done.returncode == 0, done.stderr[-2000:]
     first, *others = trials(out)

@@ -72,3 +72,36 @@ def test_parts_that_no_longer_count_are_ignored_in_a_stored_definition():
     study = load_study(REPO / "studies" / "imdb-quick.toml")
     recorded = {**identity.definition(study), "sampler": {"type": "tpe", "seed": 42}}
     identity.check(study, identity.canonical(recorded), "an older store")
+
+
+class RacingTracker:
+    """A tracker whose experiment another process tags first: every write of ours is lost."""
+
+    def __init__(self, winner: str | None) -> None:
+        self.tags: dict[str, str] = {}
+        self.winner = winner  # what the other process writes; None: nobody else writes
+
+    def experiment_tag(self, key: str) -> str | None:
+        return self.tags.get(key)
+
+    def write_experiment_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags if self.winner is None else {identity.DEFINITION_KEY: self.winner})
+
+
+def test_the_definition_is_recorded_and_a_lost_race_is_read_back(tmp_path):
+    from harness.search import open_storage
+
+    study = load_study(REPO / "studies" / "imdb-quick.toml")
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    alone = RacingTracker(winner=None)
+    identity.check_identity(study, alone, storage)
+    assert alone.tags == identity.attributes(study)
+    identity.check_identity(study, alone, storage)  # the same study resumes
+    # Another definition won the race to an empty store: ours must not run on top of it.
+    other = study_from(QUICK.replace("epochs = 2", "epochs = 3"), tmp_path)
+    lost = RacingTracker(winner=identity.attributes(other)[identity.DEFINITION_KEY])
+    with pytest.raises(BenchError, match="epochs: 3 -> 2"):
+        identity.check_identity(study, lost, storage)
+    untouched = RacingTracker(winner=None)
+    identity.check_identity(study, untouched, storage, record=False)  # `bench report` reads only
+    assert untouched.tags == {}

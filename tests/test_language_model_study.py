@@ -4,54 +4,50 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from conftest import NO_PRUNING, write_study
 from helpers import bench
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+pytestmark = pytest.mark.slow  # every test here reads the stores of a real `bench run`
+
 BACKENDS = ("keras", "torch")
-TINY_LM = """
-[study]
-name = "tiny-lm"
-description = "a small LSTM language model in both frameworks"
-task = "language_model"
-architectures = ["lstm"]
-backends = ["keras", "torch"]
-epochs = 3
 
-[budget]
-trials = {trials}
 
-[objective]
-metric = "val_perplexity"
-direction = "minimize"
-
-[pruner]
-type = "none"
-
-[retrain]
-seeds = 1
-cross_backend = true
-
-[fixed]
-num_words = 500
-embedding_dim = 16
-sequence_length = 16
-batch_size = 32
-
-[search]
-hidden_size = {{ low = 16, high = 32, step = 16, default = 32 }}
-learning_rate = {{ low = 1e-2, high = 3e-2, log = true, default = 2e-2 }}
-optimizer = {{ choices = ["rmsprop", "adam"], default = "adam" }}
-"""
+def write_tiny_lm(folder, trials: int):
+    """The conftest's small study turned into a language model: an LSTM in both frameworks on
+    the whole slice, judged by validation perplexity, with the optimiser searched too."""
+    return write_study(
+        folder,
+        study={
+            "name": "tiny-lm",
+            "description": "a small LSTM language model in both frameworks",
+            "task": "language_model",
+            "architectures": ["lstm"],
+            "backends": list(BACKENDS),
+            "epochs": 3,
+        },
+        budget={"trials": trials},
+        objective={"metric": "val_perplexity", "direction": "minimize"},
+        pruner=NO_PRUNING,
+        data=None,
+        retrain={"cross_backend": True},
+        fixed={"num_words": 500, "embedding_dim": 16, "sequence_length": 16, "batch_size": 32},
+        search={
+            "hidden_size": {"low": 16, "high": 32, "step": 16, "default": 32},
+            "learning_rate": {"low": 1e-2, "high": 3e-2, "log": True, "default": 2e-2},
+            "optimizer": {"choices": ["rmsprop", "adam"], "default": "adam"},
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def lm_study(imdb_slice, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-lm")
-    study, out = folder / "tiny-lm.toml", folder / "out"
+    out = folder / "out"
     runs = []
     for trials in (1, 2):  # the second run resumes the first with one more trial
-        study.write_text(TINY_LM.format(trials=trials))
+        study = write_tiny_lm(folder, trials)
         done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
         assert done.returncode == 0, done.stderr[-3000:]
         runs.append(done)

@@ -19,7 +19,7 @@ from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.execution import FP16_NEEDS_GPU, ExecutionOptions
 from harness.perf.plan import FAST_PATHS, MAIN, OPTION, WARMUP_ALLOWANCE, Point, build_plan
-from harness.perf.render import (
+from harness.perf.tables import (
     batch_table,
     flattening,
     linearity,
@@ -222,7 +222,11 @@ def test_fp16_without_a_gpu_is_refused_in_one_line(name):
     if backend.accelerator() is not None:
         pytest.skip("fp16 runs on this machine's GPU")
     with pytest.raises(BenchError, match="fp16 needs one"):
-        backend.build(ModelSpec("lstm", vocab_size=50), OptimizerSpec(), ExecutionOptions("fp16"))
+        backend.build(
+            ModelSpec("lstm", vocab_size=50, embedding_dim=4, hidden_size=4),
+            OptimizerSpec(),
+            ExecutionOptions("fp16"),
+        )
 
 
 @pytest.mark.parametrize("name", ["keras", "torch"])

@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
-from harness.report.build import Report, build_report, print_report
+from harness.report.build import Report, build_report
+from harness.report.render import print_report
 from harness.study.schema import Budget, DataOptions, Objective, Pruner, Retrain, Sampler, Study
 
 STUDY = "imdb-test"
@@ -104,7 +105,12 @@ TRIALS = {
 }
 
 
-def _study(name: str, architectures: list[str]) -> Study:
+def _study(
+    name: str,
+    architectures: list[str],
+    backends: tuple[str, ...] = ("keras", "torch"),
+    baseline: str = "keras",
+) -> Study:
     return Study(
         path=Path(f"{name}.toml"),
         name=name,
@@ -112,8 +118,8 @@ def _study(name: str, architectures: list[str]) -> Study:
         task="classification",
         dataset="imdb",
         architectures=architectures,
-        backends=["keras", "torch"],
-        baseline="keras",
+        backends=list(backends),
+        baseline=baseline,
         epochs=3,
         budget=Budget(trials=3),
         objective=Objective(metric="val_accuracy", direction="maximize", target=0.8),
@@ -454,3 +460,56 @@ def test_the_verdict_leads_every_output(report: Report) -> None:
     table = pd.read_csv(report.paths["verdicts"])
     assert list(table["architecture"]) == ["lstm", "gru", "bilstm"]
     assert table.loc[0, "time/epoch ratio"] == pytest.approx(5.0 / np.sqrt(9.5 * 10.0))
+
+
+def test_each_contender_is_compared_with_a_baseline_that_is_not_the_first_backend(
+    stores: SimpleNamespace, tmp_path: Path
+) -> None:
+    """[study] baseline = "torch" with backends ["keras", "torch"]: keras is the contender, on
+    torch's best configuration (keras has no cross runs of it: its own re-trains of the same
+    configuration count), and every ratio is keras to torch."""
+    study = _study(STUDY, ARCHS, baseline="torch")
+    found = build_report(study, stores.tracking_uri, stores.storage_url, tmp_path)
+    lstm, gru, bilstm = found.verdicts
+    assert (lstm.architecture, lstm.contender, lstm.baseline) == ("lstm", "keras", "torch")
+    assert sorted(lstm.samples["keras"].quality) == [0.81, 0.83]  # not the old config's 0.10
+    assert sorted(lstm.samples["torch"].quality) == [0.80, 0.84]  # re-trains, not keras's cross
+    assert lstm.quality.estimate == pytest.approx(0.0)
+    assert lstm.time.estimate == pytest.approx(np.sqrt(9.5 * 10.0) / 5.0)
+    line = found.headline[0]
+    assert line.startswith("lstm: accuracy: no detectable difference (Δ +0.000, 95% CI [")
+    assert "P(keras better) 0.50, n 2/2 seeds" in line and "keras 1.95x slower [" in line
+    assert bilstm.headline.startswith("bilstm: no verdict: torch has no finished runs")
+    table = pd.read_csv(found.paths["verdicts"])
+    assert set(table["contender"]) == {"keras"} and set(table["baseline"]) == {"torch"}
+    row = found.table.loc["lstm"]
+    assert row["seconds_per_epoch keras/torch"] == pytest.approx(
+        row["seconds_per_epoch keras"] / row["seconds_per_epoch torch"]
+    )
+    assert row["peak_rss_mb keras/torch"] == pytest.approx(2050.0 / 1550.0)
+    assert not [c for c in found.table if c.endswith("torch/keras")]
+    assert list(found.table.columns[:2]) == [  # the baseline first
+        "search_best_val_accuracy torch",
+        "search_best_val_accuracy keras",
+    ]
+    cost = found.sections["cost (mean over re-train runs)"]
+    assert {"s/epoch keras/torch", "memory keras/torch"} <= set(cost.columns)
+    assert cost.loc["lstm", "s/epoch keras/torch"] == "1.95"
+
+
+def test_a_study_of_one_backend_reports_without_a_verdict(
+    stores: SimpleNamespace, tmp_path: Path
+) -> None:
+    study = _study(STUDY, ARCHS, backends=("torch",), baseline="torch")
+    found = build_report(study, stores.tracking_uri, stores.storage_url, tmp_path)
+    assert found.verdicts == [] and found.headline == [] and found.verdict_table.empty
+    assert all(column.endswith(" torch") for column in found.table.columns)  # no ratios
+    assert found.table.loc["lstm", "retrain_runs torch"] == 2
+    assert found.table.loc["lstm", "trials_complete torch"] == len(TRIALS["lstm", "torch"][0])
+    markdown = found.paths["markdown"].read_text()
+    assert "## Verdict" not in markdown and "| lstm |" in markdown
+    console = Console(record=True, width=250)
+    print_report(console, found)
+    assert "verdict (95% confidence intervals" not in console.export_text()
+    listed = {a.path for a in stores.client.list_artifacts(found.run_id)}
+    assert "headline.txt" in listed and "verdicts.json" not in listed

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
+from conftest import study_document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,35 +17,38 @@ from harness.errors import BenchError
 from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
 from harness.study.schema import KNOBS, STUDIES_DIR, Study, list_studies, load_study
 
-# A small valid study; each broken case below changes one thing in it.
-BASE = """\
-[study]
-name = "t"
-architectures = ["lstm"]
-backends = ["torch"]
-epochs = 1
-
-[budget]
-trials = 2
-
-[objective]
-metric = "val_accuracy"
-direction = "maximize"
-
-[fixed]
-num_words = 1000
-
-[search]
-hidden_size = { low = 16, high = 48, step = 16, default = 32 }
-learning_rate = { low = 1e-3, high = 1e-2, log = true, default = 3e-3 }
-optimizer = { choices = ["rmsprop", "adam"], default = "adam" }
-"""
-OBJECTIVE = '[objective]\nmetric = "val_accuracy"\ndirection = "maximize"\n'
+# conftest's small study with a text knob added; each broken case below changes one thing in it.
+OPTIMIZER = {"choices": ["rmsprop", "adam"], "default": "adam"}
+DROP = object()  # a key to leave out of a table
 
 
-def _with(old: str, new: str) -> str:
-    assert old in BASE, old
-    return BASE.replace(old, new, 1)
+def document(**tables: object) -> dict[str, object]:
+    """conftest's study document with `tables` changed: a dict updates that table's keys (DROP
+    leaves one out), None leaves the table out, anything else replaces it."""
+    changes = {"search": {"optimizer": OPTIMIZER}, **tables}
+    if isinstance(tables.get("search"), dict):
+        changes["search"] = {"optimizer": OPTIMIZER, **tables["search"]}
+    plain = {
+        name: value for name, value in changes.items() if value is None or isinstance(value, dict)
+    }
+    doc: dict[str, object] = study_document(**plain)  # type: ignore[arg-type]
+    for name, value in changes.items():
+        if name not in plain:
+            doc[name] = value
+        elif isinstance(value, dict):
+            doc[name] = {key: item for key, item in doc[name].items() if item is not DROP}
+    return doc
+
+
+def toml(**tables: object) -> str:
+    """The TOML text of `document(**tables)`."""
+    return tomli_w.dumps(document(**tables))
+
+
+def knob(name: str, **changes: object) -> dict[str, object]:
+    """A searched knob of the base study with some keys changed (DROP leaves one out)."""
+    entry = {**document()["search"][name], **changes}  # type: ignore[index]
+    return {key: value for key, value in entry.items() if value is not DROP}
 
 
 def _error(source: str | Path) -> str:
@@ -133,17 +137,19 @@ def test_load_by_name_and_by_path_agree() -> None:
 
 def test_params_override_fixed_values_and_defaults(tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
-    path.write_text(BASE + "\n[data]\nsubset = 300\nvalidation_fraction = 0.25\n")
+    path.write_text(toml(data={"subset": 300, "validation_fraction": 0.25}))
     study = load_study(path)
     assert study.path == path
     assert study.default_params() == {
         "num_words": 1000,
-        "hidden_size": 32,
+        "embedding_dim": 8,
+        "sequence_length": 32,
+        "hidden_size": 8,
         "learning_rate": 3e-3,
         "optimizer": "adam",
     }
     default = study.run_config("torch", "lstm", {})
-    assert (default.num_words, default.hidden_size, default.optimizer) == (1000, 32, "adam")
+    assert (default.num_words, default.hidden_size, default.optimizer) == (1000, 8, "adam")
     assert default.dropout_rate == RunConfig.dropout_rate  # in neither table: RunConfig's default
     assert (default.subset, default.validation_fraction, default.epochs) == (300, 0.25, 1)
     tuned = study.run_config("keras", "gru", {"hidden_size": 48, "num_words": 500}, seed=2)
@@ -153,7 +159,7 @@ def test_params_override_fixed_values_and_defaults(tmp_path: Path) -> None:
 
 def test_int_is_accepted_for_a_float_knob(tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
-    path.write_text(_with("num_words = 1000", "num_words = 1000\ndropout_rate = 0"))
+    path.write_text(toml(fixed={"dropout_rate": 0}))
     value = load_study(path).fixed["dropout_rate"]
     assert value == 0.0 and isinstance(value, float)
 
@@ -167,88 +173,120 @@ def test_run_config_rejects_unknown_params() -> None:
 
 # (id, file text, dotted key the message must name)
 BROKEN = [
-    ("unknown table", BASE + "\n[colours]\nred = 1\n", "colours"),
-    ("unknown study key", _with("epochs = 1", 'epochs = 1\ncolour = "red"'), "study.colour"),
-    ("unknown knob", BASE + "units = { low = 1, high = 2, default = 1 }\n", "search.units"),
-    ("unknown fixed knob", _with("num_words = 1000", "words = 1000"), "fixed.words"),
-    ("string for int", _with("low = 16", 'low = "abc"'), "search.hidden_size.low"),
-    ("float for int", _with("low = 16", "low = 16.5"), "search.hidden_size.low"),
-    ("bool for int", _with("epochs = 1", "epochs = true"), "study.epochs"),
+    ("unknown table", toml(colours={"red": 1}), "colours"),
+    ("unknown study key", toml(study={"colour": "red"}), "study.colour"),
+    (
+        "unknown knob",
+        toml(search={"units": {"low": 1, "high": 2, "default": 1}}),
+        "search.units",
+    ),
+    ("unknown fixed knob", toml(fixed={"num_words": DROP, "words": 1000}), "fixed.words"),
+    (
+        "string for int",
+        toml(search={"hidden_size": knob("hidden_size", low="abc")}),
+        "search.hidden_size.low",
+    ),
+    (
+        "float for int",
+        toml(search={"hidden_size": knob("hidden_size", low=4.5)}),
+        "search.hidden_size.low",
+    ),
+    ("bool for int", toml(study={"epochs": True}), "study.epochs"),
     (
         "string for float",
-        _with("default = 3e-3", 'default = "fast"'),
+        toml(search={"learning_rate": knob("learning_rate", default="fast")}),
         "search.learning_rate.default",
     ),
-    ("low > high", _with("low = 16, high = 48", "low = 64, high = 48"), "search.hidden_size"),
-    ("empty choices", _with('["rmsprop", "adam"]', "[]"), "search.optimizer.choices"),
+    (
+        "low > high",
+        toml(search={"hidden_size": knob("hidden_size", low=64, high=48)}),
+        "search.hidden_size",
+    ),
+    (
+        "empty choices",
+        toml(search={"optimizer": knob("optimizer", choices=[])}),
+        "search.optimizer.choices",
+    ),
     (
         "repeated choice",
-        _with('["rmsprop", "adam"]', '["adam", "adam"]'),
+        toml(search={"optimizer": knob("optimizer", choices=["adam", "adam"])}),
         "search.optimizer.choices[1]",
     ),
     (
         "default not a choice",
-        _with('default = "adam"', 'default = "sgd"'),
+        toml(search={"optimizer": knob("optimizer", default="sgd")}),
         "search.optimizer.default",
     ),
-    ("default out of range", _with("default = 32", "default = 64"), "search.hidden_size.default"),
     (
-        "default off the step grid",
-        _with("default = 32", "default = 40"),
+        "default out of range",
+        toml(search={"hidden_size": knob("hidden_size", default=64)}),
         "search.hidden_size.default",
     ),
-    ("no default", _with(", default = 32", ""), "search.hidden_size.default"),
-    ("log with low <= 0", _with("low = 1e-3", "low = 0.0"), "search.learning_rate.low"),
+    (
+        "default off the step grid",
+        toml(search={"hidden_size": knob("hidden_size", default=10)}),
+        "search.hidden_size.default",
+    ),
+    (
+        "no default",
+        toml(search={"hidden_size": knob("hidden_size", default=DROP)}),
+        "search.hidden_size.default",
+    ),
+    (
+        "log with low <= 0",
+        toml(search={"learning_rate": knob("learning_rate", low=0.0)}),
+        "search.learning_rate.low",
+    ),
     (
         "step with log",
-        _with("log = true,", "log = true, step = 1e-3,"),
+        toml(search={"learning_rate": knob("learning_rate", step=1e-3)}),
         "search.learning_rate.step",
     ),
     (
         "range for a text knob",
-        _with('{ choices = ["rmsprop", "adam"],', "{ low = 1, high = 2,"),
+        toml(search={"optimizer": {"low": 1, "high": 2, "default": "adam"}}),
         "search.optimizer.low",
     ),
-    ("knob not a table", BASE + "num_layers = 2\n", "search.num_layers"),
+    ("knob not a table", toml(search={"num_layers": 2}), "search.num_layers"),
     (
         "unknown architecture",
-        _with('["lstm"]', '["lstm", "transformer"]'),
+        toml(study={"architectures": ["gru", "transformer"]}),
         "study.architectures[1]",
     ),
-    ("repeated architecture", _with('["lstm"]', '["lstm", "lstm"]'), "study.architectures[1]"),
-    ("no architectures", _with('["lstm"]', "[]"), "study.architectures"),
-    ("unknown backend", _with('["torch"]', '["jax"]'), "study.backends[0]"),
-    ("bad study name", _with('name = "t"', 'name = "a b"'), "study.name"),
-    ("unknown task", _with("epochs = 1", 'epochs = 1\ntask = "translation"'), "study.task"),
-    ("zero epochs", _with("epochs = 1", "epochs = 0"), "study.epochs"),
-    ("unknown metric", _with('"val_accuracy"', '"f1"'), "objective.metric"),
-    ("direction misfits metric", _with('"maximize"', '"minimize"'), "objective.direction"),
-    ("unknown sampler", BASE + '\n[sampler]\ntype = "grid"\n', "sampler.type"),
-    ("unknown pruner", BASE + '\n[pruner]\ntype = "hyperband"\n', "pruner.type"),
-    ("percentile for median", BASE + "\n[pruner]\npercentile = 10.0\n", "pruner.percentile"),
-    ("threshold without bounds", BASE + '\n[pruner]\ntype = "threshold"\n', "pruner"),
     (
-        "fixed and searched",
-        _with("num_words = 1000", "num_words = 1000\nhidden_size = 32"),
-        "fixed.hidden_size",
+        "repeated architecture",
+        toml(study={"architectures": ["gru", "gru"]}),
+        "study.architectures[1]",
     ),
-    ("RunConfig rejects", _with("num_words = 1000", "dropout_rate = 1.5"), "fixed.dropout_rate"),
+    ("no architectures", toml(study={"architectures": []}), "study.architectures"),
+    ("unknown backend", toml(study={"backends": ["jax"]}), "study.backends[0]"),
+    ("bad study name", toml(study={"name": "a b"}), "study.name"),
+    ("unknown task", toml(study={"task": "translation"}), "study.task"),
+    ("zero epochs", toml(study={"epochs": 0}), "study.epochs"),
+    ("unknown metric", toml(objective={"metric": "f1"}), "objective.metric"),
+    ("direction misfits metric", toml(objective={"direction": "minimize"}), "objective.direction"),
+    ("unknown sampler", toml(sampler={"type": "grid"}), "sampler.type"),
+    ("unknown pruner", toml(pruner={"type": "hyperband"}), "pruner.type"),
+    (
+        "percentile for median",  # no type: the median pruner
+        toml(pruner={"type": DROP, "percentile": 10.0}),
+        "pruner.percentile",
+    ),
+    ("threshold without bounds", toml(pruner={"type": "threshold"}), "pruner"),
+    ("fixed and searched", toml(fixed={"hidden_size": 8}), "fixed.hidden_size"),
+    ("RunConfig rejects", toml(fixed={"dropout_rate": 1.5}), "fixed.dropout_rate"),
     (
         "RunConfig rejects a choice",
-        _with('"rmsprop", "adam"', '"sgd", "adam"'),
+        toml(search={"optimizer": knob("optimizer", choices=["sgd", "adam"])}),
         "search.optimizer.choices[0]",
     ),
-    ("budget without bounds", _with("trials = 2", ""), "budget"),
-    ("budget not a table", "budget = 2\n" + _with("[budget]\ntrials = 2", ""), "budget"),
-    ("missing table", _with(OBJECTIVE, ""), "objective"),
-    ("subset too small", BASE + "\n[data]\nsubset = 1\n", "data.subset"),
-    (
-        "fraction out of range",
-        BASE + "\n[data]\nvalidation_fraction = 1.0\n",
-        "data.validation_fraction",
-    ),
-    ("zero retrain seeds", BASE + "\n[retrain]\nseeds = 0\n", "retrain.seeds"),
-    ("quoted odd key", BASE + '\n[data]\n"new\\nline" = 1\n', 'data."new\\nline"'),
+    ("budget without bounds", toml(budget={"trials": DROP}), "budget"),
+    ("budget not a table", toml(budget=2), "budget"),
+    ("missing table", toml(objective=None), "objective"),
+    ("subset too small", toml(data={"subset": 1}), "data.subset"),
+    ("fraction out of range", toml(data={"validation_fraction": 1.0}), "data.validation_fraction"),
+    ("zero retrain seeds", toml(retrain={"seeds": 0}), "retrain.seeds"),
+    ("quoted odd key", toml(data={"new\nline": 1}), 'data."new\\nline"'),
 ]
 
 
@@ -263,30 +301,30 @@ def test_broken_file_fails_with_one_line(tmp_path: Path, text: str, key: str) ->
 
 def test_key_errors_read_as_documented(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text(_with("low = 16, high = 48", "low = 64, high = 48"))
+    path.write_text(toml(search={"hidden_size": knob("hidden_size", low=64, high=48)}))
     assert (
         _error(path)
         == f"{path}: search.hidden_size: expected low <= high; received low=64, high=48"
     )
-    path.write_text(_with("low = 16", 'low = "abc"'))
+    path.write_text(toml(search={"hidden_size": knob("hidden_size", low="abc")}))
     assert _error(path) == f"{path}: search.hidden_size.low: expected an integer; received 'abc'"
-    path.write_text(_with(OBJECTIVE, ""))
+    path.write_text(toml(objective=None))
     assert _error(path) == f"{path}: objective: expected a [objective] table; received nothing"
-    path.write_text(_with("epochs = 1", 'epochs = 1\ncolour = "red"'))
+    path.write_text(toml(study={"colour": "red"}))
     assert _error(path).startswith(f"{path}: study.colour: unknown key (expected one of name, ")
     assert _error(path).endswith("); received 'red'")
 
 
 def test_long_values_are_cut(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text(_with('name = "t"', f'name = "{"x y" * 100}"'))
+    path.write_text(toml(study={"name": "x y" * 100}))
     received = _error(path).split("; received ", 1)[1]
     assert received.endswith("...") and len(received) <= 60
 
 
 def test_invalid_toml(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text(BASE + "epochs = = 2\n")
+    path.write_text(toml() + "epochs = = 2\n")
     assert _error(str(path)).startswith(f"{path}: not valid TOML: ")
 
 
@@ -334,30 +372,6 @@ VALUES = st.recursive(
 )
 
 
-def _toml_string(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def to_toml(value: object) -> str:
-    """A value as TOML; the document is one inline table per top-level key (tomllib can't write)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(to_toml(item) for item in value) + "]"
-    assert isinstance(value, dict)
-    return "{" + ", ".join(f"{_toml_string(k)} = {to_toml(v)}" for k, v in value.items()) + "}"
-
-
-def _document(doc: dict[str, object]) -> str:
-    return "".join(f"{_toml_string(key)} = {to_toml(value)}\n" for key, value in doc.items())
-
-
 def _mutate(data: st.DataObject, doc: dict[str, object]) -> None:
     """Delete, replace or add one entry at a random depth of `doc`."""
     container: dict | list = doc
@@ -382,7 +396,7 @@ def _mutate(data: st.DataObject, doc: dict[str, object]) -> None:
 
 
 def test_serialiser_round_trips() -> None:
-    assert tomllib.loads(_document(QUICK)) == QUICK
+    assert tomllib.loads(tomli_w.dumps(QUICK)) == QUICK
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -393,7 +407,7 @@ def test_mutated_study_loads_or_fails_in_one_line(
     doc = json.loads(json.dumps(QUICK))  # a deep copy
     for _ in range(data.draw(st.integers(1, 3))):
         _mutate(data, doc)
-    text = _document(doc)
+    text = tomli_w.dumps(doc)
     assert tomllib.loads(text) == doc
     path = tmp_path_factory.getbasetemp() / "mutated.toml"
     path.write_text(text, encoding="utf-8")

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+import tomli_w
+from conftest import NO_PRUNING, PRUNE_AFTER_ONE_EPOCH, study_document
 from helpers import bench
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from servers import free_port, get_json, start_mlflow_server
+
+pytestmark = pytest.mark.slow  # every test here reads the stores of a real `bench run`
 
 BACKENDS = ("keras", "torch")
 EPOCH_METRICS = {
@@ -29,49 +33,31 @@ EPOCH_METRICS = {
     "epoch_seconds",
     "samples_per_second",
 }
-TINY = """
-[study]
-name = "tiny"
-description = "two trials of a small GRU in both frameworks"
-architectures = ["gru"]
-backends = ["keras", "torch"]
-epochs = 2
-
-[budget]
-trials = {trials}
-
-[objective]
-metric = "val_accuracy"
-direction = "maximize"
-
-[pruner]
-{pruner}
-
-[data]
-subset = 200
-
-[retrain]
-seeds = 1
-cross_backend = true
-
-[fixed]
-num_words = 1000
-embedding_dim = 8
-
-[search]
-hidden_size = {{ low = 4, high = 16, step = 4, default = 8 }}
-learning_rate = {{ low = 1e-3, high = 1e-2, log = true, default = 3e-3 }}
-sequence_length = {{ choices = [32, 48], default = 32 }}
-"""
-NO_PRUNING = 'type = "none"'
-PRUNE_EVERYTHING = (
-    'type = "threshold"\nlower = 1.01  # no accuracy reaches it: every trial is pruned'
-)
 
 
-def run_tiny(folder: Path, data: Path, trials: int, pruner: str) -> subprocess.CompletedProcess:
+def tiny_text(trials: int, pruner: dict[str, object]) -> str:
+    """The conftest's small study in both frameworks, for 2 epochs, with the sequence length
+    searched (and so not fixed) and the best configurations also run on the other backend."""
+    document = study_document(
+        study={
+            "description": "two trials of a small GRU in both frameworks",
+            "backends": list(BACKENDS),
+            "epochs": 2,
+        },
+        budget={"trials": trials},
+        pruner=pruner,
+        retrain={"cross_backend": True},
+        search={"sequence_length": {"choices": [32, 48], "default": 32}},
+    )
+    del document["fixed"]["sequence_length"]
+    return tomli_w.dumps(document)
+
+
+def run_tiny(
+    folder: Path, data: Path, trials: int, pruner: dict[str, object]
+) -> subprocess.CompletedProcess:
     study = folder / "tiny.toml"
-    study.write_text(TINY.format(trials=trials, pruner=pruner))
+    study.write_text(tiny_text(trials, pruner))
     return bench("run", "--study", str(study), "--out", str(folder / "out"), "--data", str(data))
 
 
@@ -84,7 +70,7 @@ def stores(imdb_slice, tmp_path_factory):
     out = folder / "out"
     snapshot = folder / "after-first-run"
     shutil.copytree(out, snapshot)
-    second = run_tiny(folder, imdb_slice, trials=3, pruner=PRUNE_EVERYTHING)
+    second = run_tiny(folder, imdb_slice, trials=3, pruner=PRUNE_AFTER_ONE_EPOCH)
     assert second.returncode == 0, second.stderr[-3000:]
     return {"out": out, "first": snapshot, "first_run": first, "second_run": second}
 
@@ -312,7 +298,7 @@ def store_counts(out: Path) -> tuple[int, int]:
 def test_a_changed_definition_stops_before_any_work(stores, imdb_slice, tmp_path, edit, named):
     """Runs of different definitions are never mixed: one line, exit 2, the stores untouched."""
     study = tmp_path / "tiny.toml"
-    study.write_text(TINY.format(trials=3, pruner=PRUNE_EVERYTHING).replace(*edit))
+    study.write_text(tiny_text(3, PRUNE_AFTER_ONE_EPOCH).replace(*edit))
     before = store_counts(stores["out"])
     result = bench(
         "run", "--study", str(study), "--out", str(stores["out"]), "--data", str(imdb_slice)
@@ -327,7 +313,7 @@ def test_a_changed_definition_stops_before_any_work(stores, imdb_slice, tmp_path
 
 def test_a_comment_only_edit_resumes(stores, imdb_slice, tmp_path):
     study = tmp_path / "tiny.toml"
-    text = TINY.format(trials=3, pruner=PRUNE_EVERYTHING)
+    text = tiny_text(3, PRUNE_AFTER_ONE_EPOCH)
     study.write_text(
         "# a note for the reader\n" + text.replace("epochs = 2", "epochs   =   2  # x")
     )

@@ -18,54 +18,23 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
+from conftest import write_study
 from helpers import REPO, bench
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from servers import start_mlflow_server
 
+from harness import search
 from harness.run.devices import describe_slot, slot_environment
 from harness.search import DEFAULTS, claim_trial, open_storage
 
-STUDY = """
-[study]
-name = "{name}"
-architectures = ["gru"]
-backends = ["torch"]
-epochs = {epochs}
-
-[budget]
-trials = {trials}
-
-[objective]
-metric = "val_accuracy"
-direction = "maximize"
-
-[pruner]
-type = "none"
-
-[data]
-subset = 200
-
-[retrain]
-seeds = 1
-cross_backend = false
-
-[fixed]
-num_words = 1000
-embedding_dim = 8
-sequence_length = 32
-
-[search]
-hidden_size = {{ low = 4, high = 16, step = 4, default = 8 }}
-learning_rate = {{ low = 1e-3, high = 1e-2, log = true, default = 3e-3 }}
-"""
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def write_study(folder: Path, name: str, epochs: int, trials: int) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(STUDY.format(name=name, epochs=epochs, trials=trials))
-    return path
+def shared_study(folder: Path, name: str, epochs: int, trials: int) -> Path:
+    """The conftest's small study under another name, epochs and trial budget."""
+    return write_study(folder, study={"name": name, "epochs": epochs}, budget={"trials": trials})
 
 
 def start_worker(
@@ -146,13 +115,41 @@ def test_a_second_copy_of_the_defaults_is_handed_back_unrun():
     assert copy.state == TrialState.FAIL and "surplus" in copy.user_attrs["failure_reason"]
 
 
+def test_a_trial_whose_heartbeats_stopped_is_failed_once_with_the_reason(tmp_path, monkeypatch):
+    """`search.storage.stale_trial_ids` wraps Optuna's one private API in rnnbench
+    (pyproject.toml bounds Optuna's version): a RUNNING trial silent past the grace period is
+    found, failed with the reason and handed to exactly one caller to retry; a trial that never
+    beat is left alone."""
+    monkeypatch.setattr(search.storage, "GRACE_SECONDS", 1)
+    storage = open_storage(f"sqlite:///{tmp_path / 'stale.db'}")
+    shared = optuna.create_study(study_name="stale", storage=storage)
+    silent, never_beat = shared.ask(), shared.ask()
+    study_id = storage.get_study_id_from_name("stale")
+    silent_id = storage.get_trial_id_from_study_id_trial_number(study_id, silent.number)
+    storage.record_heartbeat(silent_id)
+    deadline = time.monotonic() + 60
+    while silent_id not in search.stale_trial_ids(storage, study_id):  # past the grace period
+        assert time.monotonic() < deadline, "the silent trial was never found stale"
+        time.sleep(0.2)
+    (dead,) = search.fail_dead_trials(shared, storage)
+    assert dead.number == silent.number
+    assert search.fail_dead_trials(shared, storage) == []  # failed once: retried once
+    failed, running = shared.get_trials()
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["failure_reason"] == search.DEAD_REASON
+    assert running.number == never_beat.number and running.state == TrialState.RUNNING
+
+
 CLAIMER = """
 import sys, time, optuna
+from pathlib import Path
 from harness.search import claim_trial, open_storage
 from harness.stores import sqlite_lock
-url, start = sys.argv[1], float(sys.argv[2])
+url, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 search = optuna.load_study(study_name="queue", storage=open_storage(url))
-time.sleep(max(0.0, start - time.time()))
+ready.touch()
+while not go.exists():  # the test creates it once every claimer is ready
+    time.sleep(0.01)
 for _ in range(10):
     with sqlite_lock(url):
         print(claim_trial(search, budget=1000).number, flush=True)
@@ -165,17 +162,24 @@ def test_processes_on_one_sqlite_file_never_take_the_same_queued_trial(tmp_path)
     queue = optuna.create_study(study_name="queue", storage=open_storage(url))
     for x in range(40):
         queue.enqueue_trial({"x": float(x)})
-    start = time.time() + 8  # all four ask at the same moment, once imported
+    ready, go = [tmp_path / f"ready-{n}" for n in range(4)], tmp_path / "go"
     claimers = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, url, str(start)],
+            [sys.executable, "-c", CLAIMER, url, str(flag), str(go)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for flag in ready
     ]
+    # A barrier: all four ask at the same moment, once every one has imported and loaded.
+    deadline = time.monotonic() + 300
+    while not all(flag.exists() for flag in ready):
+        assert all(claimer.poll() is None for claimer in claimers), "a claimer died while loading"
+        assert time.monotonic() < deadline, "the claimers never got ready"
+        time.sleep(0.05)
+    go.touch()
     taken = []
     for claimer in claimers:
         out, err = claimer.communicate(timeout=120)
@@ -184,6 +188,7 @@ def test_processes_on_one_sqlite_file_never_take_the_same_queued_trial(tmp_path)
     assert sorted(taken) == list(range(40))
 
 
+@pytest.mark.slow
 def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
     tmp_path, imdb_slice, postgres, server
 ):
@@ -196,7 +201,7 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
 
     # The README's set-up: the main machine's `bench run` and two `bench worker`s share one
     # budget; exactly 9 trials finish, each tracked once.
-    study = write_study(tmp_path, "shared", epochs=1, trials=9)
+    study = shared_study(tmp_path, "shared", epochs=1, trials=9)
     workers = [
         start_worker(study, tmp_path / f"w{n}", storage, tracking, imdb_slice, role)
         for n, role in enumerate(["run", "worker", "worker"])
@@ -236,7 +241,7 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
     assert counted == 9
 
     # Kill one worker (and its trial process) in the middle of a trial: the others retry it.
-    study = write_study(tmp_path, "killed", epochs=60, trials=9)
+    study = shared_study(tmp_path, "killed", epochs=60, trials=9)
     workers = [
         start_worker(study, tmp_path / f"k{n}", storage, tracking, imdb_slice) for n in range(3)
     ]
@@ -280,8 +285,9 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
     assert "process died" in closed.data.tags["failure_reason"]
 
 
+@pytest.mark.slow
 def test_bench_run_with_two_workers_runs_trials_side_by_side(tmp_path, imdb_slice):
-    study = write_study(tmp_path, "pair", epochs=2, trials=4)
+    study = shared_study(tmp_path, "pair", epochs=2, trials=4)
     out = tmp_path / "out"
     done = bench(
         "run",
@@ -306,13 +312,14 @@ def test_bench_run_with_two_workers_runs_trials_side_by_side(tmp_path, imdb_slic
     assert slots == {f"0 ({share} cpu threads)", f"1 ({share} cpu threads)"}
 
 
+@pytest.mark.slow
 def test_worker_processes_sharing_one_sqlite_file_never_run_a_trial_twice(tmp_path, imdb_slice):
     """Two `bench worker`s on one machine, sharing SQLite files instead of a database server.
 
     Both create the new stores at once (MLflow's migrations failed on the loser's side until
     they took turns) and both want the queued study defaults first.
     """
-    study = write_study(tmp_path, "local", epochs=1, trials=4)
+    study = shared_study(tmp_path, "local", epochs=1, trials=4)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     workers = [

@@ -1,7 +1,8 @@
-"""Print the lockstep agreement table of docs/equivalence.md.
+"""Print the lockstep agreement table of docs/equivalence.md, one table per pair of backends.
 
 Run from the repository root: `python docs/scripts/equivalence_drift.py [ARCHIVE]`
-(ARCHIVE defaults to ../shared/data/aclImdb_labelled.tar.gz).
+(ARCHIVE defaults to ../shared/data/aclImdb_labelled.tar.gz; a slice of 150 reviews per folder
+is cut from it, as the tests cut theirs).
 """
 
 from __future__ import annotations
@@ -12,46 +13,48 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[2] / "tests")]
-from conftest import IMDB_ARCHIVE, cut_slice  # noqa: E402
-from test_equivalence import BATCH, LOCKSTEP_STEPS, SHAPES, small_spec, twin_models  # noqa: E402
+from backends.equivalence import (
+    SHAPES,
+    backend_pairs,
+    largest_weight_gap,
+    lockstep_losses,
+    small_spec,
+    twin_models,
+)
+from harness.data.classification import load_imdb
+from harness.data.slice import cut_slice
 
-from harness.data.classification import load_imdb  # noqa: E402
-from harness.training import epoch_batches  # noqa: E402
+ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "aclImdb_labelled.tar.gz"
 
 
-def gaps(arch: str, layers: int, optimizer: str, imdb) -> tuple[float, float]:
-    keras_model, torch_model = twin_models(small_spec(arch, layers), optimizer)
-    losses: list[list[float]] = [[], []]
-    steps, epoch = 0, 0
-    while steps < LOCKSTEP_STEPS:
-        epoch += 1
-        for index in epoch_batches(len(imdb.train), BATCH, seed=3, epoch=epoch):
-            if steps == LOCKSTEP_STEPS:
-                break
-            for curve, model in zip(losses, (keras_model, torch_model), strict=True):
-                model.train_step(imdb.train.x[index], imdb.train.y[index])
-                curve.append(model.take_train_metrics()[0])
-            steps += 1
-    a, b = keras_model.get_weights(), torch_model.get_weights()
-    loss_gap = float(np.abs(np.subtract(*losses)).max())
-    return loss_gap, max(float(np.abs(a[n] - b[n]).max()) for n in a)
+def gaps(
+    pair: tuple[str, str], arch: str, layers: int, optimizer: str, imdb
+) -> tuple[float, float]:
+    """The largest per-step loss gap over the lockstep run, and the largest weight gap after."""
+    models = twin_models(pair, small_spec(arch, layers), optimizer)
+    losses = lockstep_losses(models, imdb.train)
+    loss_gap = float(np.abs(losses[0] - losses[1]).max())
+    return loss_gap, largest_weight_gap(models[0].get_weights(), models[1].get_weights())
 
 
 def main() -> None:
-    archive = Path(sys.argv[1]) if len(sys.argv) > 1 else IMDB_ARCHIVE
+    archive = Path(sys.argv[1]) if len(sys.argv) > 1 else ARCHIVE
     with tempfile.TemporaryDirectory() as tmp:
         imdb = load_imdb(
-            cut_slice(archive, Path(tmp) / "slice.tar.gz", 150),
+            cut_slice(archive, Path(tmp) / "slice.tar.gz"),
             num_words=2000,
             sequence_length=48,
             cache=Path(tmp),
         )
-        for arch, layers in SHAPES:
-            cells = [
-                f"{gap:.1e}" for opt in ("rmsprop", "adam") for gap in gaps(arch, layers, opt, imdb)
-            ]
-            print(f"| {arch} x{layers} | " + " | ".join(cells) + " |", flush=True)
+        for pair in backend_pairs():
+            print(f"\n{pair[0]} vs {pair[1]}", flush=True)
+            for arch, layers in SHAPES:
+                cells = [
+                    f"{gap:.1e}"
+                    for optimizer in ("rmsprop", "adam")
+                    for gap in gaps(pair, arch, layers, optimizer, imdb)
+                ]
+                print(f"| {arch} x{layers} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -235,7 +235,7 @@ def parity_gap(spec, model, x: np.ndarray) -> float:
         {k: np.asarray(keras_to_numpy(v)) for k, v in canonical_variables(spec, model).items()}
     )
     ours = np.asarray(model.predict(x, verbose=0))[:, 0]
-    return float(np.abs(ours - reference.predict_logits(x)).max())
+    return float(np.abs(ours - reference.predict_batch(x)).max())
 
 
 def keras_to_numpy(variable) -> np.ndarray:

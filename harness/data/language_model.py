@@ -1,7 +1,7 @@
 """IMDB reviews as a word-level language-modelling corpus: predict each next word of the text.
 
-The same tokenisation and `num_words` vocabulary as the classification task
-(`harness.data.classification`): ids >= num_words become 2 (out of vocabulary), 0 (padding)
+The same tokenised corpus and `num_words` vocabulary as the classification task
+(`harness.data.corpus`): ids >= num_words become 2 (out of vocabulary), 0 (padding)
 never occurs, and id 1, the classifier's start marker, is reused as EOR, the end-of-review token
 appended after every review,
 so a model learns where reviews end and never sees a new id.
@@ -11,7 +11,7 @@ test reviews give the test text. Each split's reviews are concatenated into one 
 contiguous non-overlapping windows: truncated backpropagation through time with the hidden state
 reset at every window (state is not carried from one window to the next).
 
-No cache of its own: the windows are rebuilt from the cached corpus (`load_corpus`) in about
+No cache of its own: the windows are rebuilt from the cached corpus (`cached_corpus`) in about
 0.1 s for the full archive, cheaper than reading them back from disk would save.
 """
 
@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.classification import (
+from harness.data.corpus import (
     OOV,
     START,
     TokenizedSplit,
-    _cache_folder,
-    _check_params,
-    _corpus,
+    cache_folder,
+    cached_corpus,
     choose_reviews,
+    preprocessing,
 )
 from harness.data.source import resolve_source, source_digest
 from harness.errors import BenchError
@@ -85,30 +85,20 @@ def load_language_model_data(
     (subset) train reviews, again the very reviews load_imdb holds out. A trailing remainder of a
     stream too short for a full window (and its next token) is dropped.
     """
-    _check_params(num_words, sequence_length, validation_fraction, split_seed, subset)
-    num_words, sequence_length, split_seed = int(num_words), int(sequence_length), int(split_seed)
-    validation_fraction = float(validation_fraction)  # plain numbers, for logging as params
-    subset = None if subset is None else int(subset)
-    params: dict[str, object] = {
-        "task": "language_model",
-        "num_words": num_words,
-        "sequence_length": sequence_length,
-        "validation_fraction": validation_fraction,
-        "split_seed": split_seed,
-        "subset": subset,
-    }
+    checked = preprocessing(num_words, sequence_length, validation_fraction, split_seed, subset)
+    params: dict[str, object] = {"task": "language_model", **checked.as_params()}
     source = resolve_source(source)
     digest = source_digest(source)
-    corpus = _corpus(source, _cache_folder(cache), digest)
-    rows = choose_reviews(corpus, validation_fraction, split_seed, subset)
+    corpus = cached_corpus(source, cache_folder(cache), digest)
+    rows = choose_reviews(corpus, checked)
     splits = {}
     for name in SPLIT_NAMES:
         reviews = corpus.test if name == "test" else corpus.train
-        stream = review_stream(reviews, rows[name], num_words)
-        splits[name] = _windows(stream, sequence_length, name)
-    counts = np.bincount(splits["train"].y.ravel(), minlength=num_words).astype(np.int64)
+        stream = review_stream(reviews, rows[name], checked.num_words)
+        splits[name] = _windows(stream, checked.sequence_length, name)
+    counts = np.bincount(splits["train"].y.ravel(), minlength=checked.num_words).astype(np.int64)
     return LanguageModelData(
-        **splits, vocab_size=num_words, digest=digest, params=params, unigram_counts=counts
+        **splits, vocab_size=checked.num_words, digest=digest, params=params, unigram_counts=counts
     )
 
 

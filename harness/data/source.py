@@ -2,7 +2,7 @@
 
 This module knows the archive's layout (`aclImdb/{train,test}/{pos,neg}/[id]_[rating].txt`, in a
 gzip tarball or an extracted folder) and nothing about tokens;
-`harness.data.classification` builds on it.
+`harness.data.corpus` builds on it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from rich.progress import (
 )
 
 from harness.errors import BenchError
+from harness.system import writable_folder
 
 CANONICAL_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 CANONICAL_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
@@ -65,22 +66,21 @@ class RawReview:
 
 def cache_dir() -> Path:
     """The folder for downloads and derived arrays: `BENCH_CACHE`, else the per-user cache."""
-    folder = Path(os.environ.get(ENV_CACHE) or platformdirs.user_cache_dir("rnnbench")).expanduser()
+    folder = _cache_root()
     ensure_writable(folder)
     return folder
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get(ENV_CACHE) or platformdirs.user_cache_dir("rnnbench")).expanduser()
 
 
 def ensure_writable(folder: Path) -> None:
     """Create `folder` if needed and prove it takes files, so a cache write cannot fail later."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise BenchError(
-            f"cannot write the cache folder {folder}: {_reason(exc)}; "
-            f"set {ENV_CACHE} to a writable folder"
-        ) from exc
+        writable_folder(folder, "cache folder")
+    except BenchError as error:  # the one fix a user has: point the cache elsewhere
+        raise BenchError(f"{error}; set {ENV_CACHE} to a writable folder") from None
 
 
 def resolve_source(path: str | Path | None) -> Path:
@@ -102,6 +102,18 @@ def resolve_source(path: str | Path | None) -> Path:
         download(url, dest, CANONICAL_MD5)
     marker.write_text(_marker(dest, CANONICAL_MD5))
     return dest
+
+
+def planned_source(path: str | Path | None) -> str:
+    """Where `resolve_source(path)` would read, for `bench run --dry-run`: a given path is
+    checked as usual, but nothing is downloaded or created."""
+    if (path is not None and str(path) != "") or os.environ.get(ENV_DATA):
+        return str(resolve_source(path))
+    dest = _cache_root() / DOWNLOAD_NAME
+    if dest.is_file():
+        return str(dest)
+    url = os.environ.get(ENV_DATA_URL) or CANONICAL_URL
+    return f"{url}, downloaded into {dest} on first use"
 
 
 def download(url: str, dest: Path, md5: str) -> Path:

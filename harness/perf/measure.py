@@ -5,15 +5,13 @@ runs; the baseline through `Backend.plain_training_seconds`, the framework's tut
 Both get the same real IMDB batches, in the same order, for the same number of passes, and their
 passes alternate (plain, harness, plain, ...) in one process. Each pass ends with a forced read
 of a value computed on the device (and `synchronize()`), so an asynchronous framework cannot
-stop the clock early. Results go to stdout as JSON lines.
+stop the clock early. Results go to the parent as events (`harness.run.jobs`).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -21,16 +19,15 @@ from backends import Backend, get_backend
 from harness.data.classification import load_imdb
 from harness.initialization import initial_weights
 from harness.model_spec import ModelSpec, OptimizerSpec
-from harness.perf.plan import MAIN, OPTION, WARMUP_ALLOWANCE, Point
+from harness.perf.plan import MAIN, OPTION, WARMUP_ALLOWANCE, PerfJob, Point
+from harness.run.events import Machine, Measured, Measuring
+from harness.run.jobs import emit, read_job
 from harness.system import cpu_model, peak_resident_memory
+from harness.tasks import predict_logits
 from harness.training import epoch_batches, train_epoch
 
 EVAL_REPEATS = 3  # timed predict_logits calls after one warm-up call
 EVAL_REVIEWS = 2048  # at most this many test reviews per eval call
-
-
-def emit(event: str, **fields: object) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
 
 
 def load_batches(point: Point, plan: dict, source: str):
@@ -104,7 +101,7 @@ def measure(backend: Backend, point: Point, plan: dict, source: str) -> dict[str
         record["eval_seconds"] = []
         for repeat in range(EVAL_REPEATS + 1):
             started = time.perf_counter()
-            model.predict_logits(test)  # returns numpy: the values are on the host
+            predict_logits(model, test)  # returns numpy: the values are on the host
             if repeat:
                 record["eval_seconds"].append(time.perf_counter() - started)
         record["peak_rss_bytes"] = peak_resident_memory()
@@ -113,25 +110,17 @@ def measure(backend: Backend, point: Point, plan: dict, source: str) -> dict[str
 
 
 def main(job_path: str) -> int:
-    job = json.loads(Path(job_path).read_text())
-    plan = job["plan"]
-    backend = get_backend(job["backend"])
-    threads = backend.limit_threads(plan["threads"])
+    job = read_job(PerfJob, job_path)
+    backend = get_backend(job.backend)
+    threads = backend.limit_threads(job.plan["threads"])
     framework, version = backend.framework()
     device = backend.accelerator()
-    emit(
-        "machine",
-        backend=job["backend"],
-        framework=framework,
-        framework_version=version,
-        device=device or cpu_model(),
-        gpu=device is not None,
-        threads=threads,
-    )
-    for fields in job["points"]:
-        emit("point", backend=job["backend"], **fields)
-        record = measure_point(backend, Point(**fields), plan, job["data"], gpu=device is not None)
-        emit("result", backend=job["backend"], **fields, **record)
+    gpu = device is not None
+    emit(Machine(job.backend, framework, version, device or cpu_model(), gpu, threads))
+    for fields in job.points:
+        emit(Measuring(job.backend, fields))
+        record = measure_point(backend, Point(**fields), job.plan, job.data, gpu=gpu)
+        emit(Measured(job.backend, fields, record))
     return 0
 
 

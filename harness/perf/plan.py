@@ -1,19 +1,16 @@
 """`bench perf`: what to measure, and the child processes that measure it.
 
-One child process per (backend, architecture), started like a study's trials
-(`python -m harness.perf.measure JOB.json`, JSON lines on stdout, stderr to a log): TensorFlow
-and PyTorch never share a process, and each process's peak memory is its own. The parent only
-plans, relays progress and collects the raw records; `harness.perf.render` turns them into
-tables. Every figure is a median over whole passes of the same batches, the first pass left out.
+One child process per (backend, architecture), started as a study's trials are
+(`harness.run.jobs`: `python -m harness.perf.measure JOB.json`, typed events, stderr to a log):
+TensorFlow and PyTorch never share a process, and each process's peak memory is its own. The
+parent only plans, relays progress and collects the raw records; `harness.perf.render` turns
+them into tables. Every figure is a median over whole passes of the same batches, the first pass
+left out.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -21,6 +18,10 @@ from backends import BACKENDS
 from harness.errors import BenchError
 from harness.execution import ExecutionOptions
 from harness.model_spec import ARCHITECTURES
+from harness.run.devices import SHARED_THREAD_VARIABLES
+from harness.run.events import Event, EventHandler, Machine, Measured
+from harness.run.jobs import run_child, write_job
+from harness.system import writable_folder
 
 MAIN, SEQUENCE, BATCH, OPTION = "main", "sequence_length", "batch_size", "option"
 WARMUP_ALLOWANCE = 2  # passes timed beyond `passes`, for the warm-up that the report measures
@@ -107,9 +108,6 @@ class PerfPlan:
             ]
         return points
 
-    def reviews_needed(self) -> int:
-        return self.steps * max(self.batch_size, *self.batch_sizes)
-
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
@@ -140,12 +138,7 @@ class PerfJob:
 
     def write(self, folder: Path) -> Path:
         suffix = f"-{self.part}" if self.part else ""
-        path = folder / f"{self.backend}-{self.architecture}{suffix}.json"
-        path.write_text(json.dumps(asdict(self), indent=1))
-        return path
-
-
-EventHandler = Callable[[dict], None]
+        return write_job(self, folder / f"{self.backend}-{self.architecture}{suffix}.json")
 
 
 def run_job(job: PerfJob, folder: Path, on_event: EventHandler) -> list[dict]:
@@ -153,31 +146,17 @@ def run_job(job: PerfJob, folder: Path, on_event: EventHandler) -> list[dict]:
     job_path = job.write(folder)
     log_path = job_path.with_suffix(".log")
     threads = str(job.plan["threads"])
+    records: list[dict] = []
+
+    def relay(event: Event) -> None:
+        on_event(event)
+        if isinstance(event, Machine | Measured):
+            records.append(event.record())
+
     # Set before the framework starts, so that every thread pool (OpenMP's, oneDNN's,
     # TensorFlow's) is capped the same way in both frameworks; the backends cap their own too.
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    records: list[dict] = []
-    with log_path.open("w") as log:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "harness.perf.measure", str(job_path)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            bufsize=1,
-            env=env,
-        )
-        assert child.stdout is not None
-        for line in child.stdout:
-            if not line.startswith("{"):
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a framework printed something brace-shaped; not ours
-            on_event(event)
-            if event["event"] in ("machine", "result"):
-                records.append(event)
-        returncode = child.wait()
+    environment = dict.fromkeys(SHARED_THREAD_VARIABLES, threads)
+    returncode = run_child("harness.perf.measure", job_path, log_path, relay, None, environment)
     if returncode != 0:
         lines = log_path.read_text().strip().splitlines() or ["no output"]
         raise BenchError(
@@ -235,12 +214,10 @@ def run_perf(console, quick: bool, out: Path, data: Path | None, overrides: dict
     plan = build_plan(quick, overrides)
     source = resolve_source(data)
     load_corpus(source)  # tokenise once, here; the measuring processes reuse the cache
-    try:
-        (out / "jobs").mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise BenchError(f"--out: expected a writable folder; received {out} ({error})") from None
+    jobs = writable_folder(out, "--out") / "jobs"
+    jobs.mkdir(exist_ok=True)
     with PerfProgress(console, total_points(plan)) as progress:
-        records = run_plan(plan, source, out / "jobs", progress)
+        records = run_plan(plan, source, jobs, progress)
     command = "bench perf" + (" --quick" if quick else "")
     for path in write(records, plan, command, out):
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)

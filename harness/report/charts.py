@@ -3,15 +3,19 @@ and the report's comparison charts. Figures are built without pyplot's global st
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; trial processes have no display
 
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
 
 from harness.training import TrainResult  # noqa: E402
+
+if TYPE_CHECKING:
+    from harness.search import TrialRecord
 
 
 def learning_curves(result: TrainResult) -> Figure:
@@ -64,7 +68,11 @@ def confusion_matrix(
 
 
 def optimization_history(
-    trials: dict, architectures: list[str], backends: list[str], metric: str, direction: str
+    trials: dict[tuple[str, str], list[TrialRecord]],
+    architectures: list[str],
+    backends: list[str],
+    metric: str,
+    direction: str,
 ) -> Figure:
     """Each completed trial's objective and the running best, one panel per architecture;
     a pruned trial is a cross at the last value it reported before it was stopped."""
@@ -75,16 +83,14 @@ def optimization_history(
         for i, backend in enumerate(backends):
             found = trials.get((arch, backend), ())
             pruned = [
-                (t.number, t.intermediate_values[t.last_step])
+                (t.number, t.last_reported)
                 for t in found
-                if t.state == TrialState.PRUNED and t.last_step is not None
+                if t.state == "PRUNED" and t.last_reported is not None
             ]
             if pruned:
                 axes.plot(*zip(*pruned, strict=True), "x", color=f"C{i}", label=f"{backend} pruned")
             done = sorted(
-                (t.number, t.value)
-                for t in found
-                if t.state == TrialState.COMPLETE and t.value is not None
+                (t.number, t.value) for t in found if t.state == "COMPLETE" and t.value is not None
             )
             if not done:
                 continue

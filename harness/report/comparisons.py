@@ -14,13 +14,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from harness.report import verdicts
+from harness.report.selection import baseline_config, compared_runs
 from harness.report.verdicts import Interval
+from harness.report.views import view_of
+
+if TYPE_CHECKING:
+    from harness.study.schema import Study
+    from harness.tracking import Tracker
 
 QUALITY = {  # test metric -> (words, higher is better)
     "test_accuracy": ("accuracy", True),
@@ -76,59 +82,20 @@ class Sources:
     higher_is_better: bool  # of the objective
 
 
-def compared_runs(
-    runs: pd.DataFrame, arch: str, backend: str, baseline: str, config: str | None
-) -> pd.DataFrame:
-    """One finished run per seed of `config` on `backend`, newest first.
-
-    The baseline's are its re-trains. The contender's are its runs of the baseline's
-    configuration: cross runs (config_from = baseline) where there are any, else its own
-    re-trains of the same configuration (both searches found the same best). Never both: the
-    same seed would then count twice.
-    """
-    mask = (
-        (column(runs, "status") == "FINISHED")
-        & (column(runs, "tags.architecture") == arch)
-        & (column(runs, "tags.backend") == backend)
-        & (column(runs, "tags.config_hash") == config)
-    )
-    if backend == baseline:
-        mask &= column(runs, "tags.role") == "retrain"
-    else:
-        cross = mask & (column(runs, "tags.role") == "cross")
-        cross &= column(runs, "tags.config_from") == baseline
-        mask = cross if cross.any() else mask & (column(runs, "tags.role") == "retrain")
-    chosen = runs[mask].sort_values("start_time", ascending=False)
-    return chosen.drop_duplicates("tags.seed") if "tags.seed" in chosen else chosen
-
-
-def baseline_config(runs: pd.DataFrame, arch: str, baseline: str) -> str | None:
-    """The config hash of the baseline's newest re-trained best configuration."""
-    mask = (
-        (column(runs, "status") == "FINISHED")
-        & (column(runs, "tags.role") == "retrain")
-        & (column(runs, "tags.architecture") == arch)
-        & (column(runs, "tags.backend") == baseline)
-    )
-    chosen = runs[mask].sort_values("start_time") if mask.any() else runs[mask]
-    hashes = column(chosen, "tags.config_hash").dropna()
-    return str(hashes.iloc[-1]) if len(hashes) else None
-
-
-def gather(client: MlflowClient, runs: pd.DataFrame, sources: Sources) -> Samples:
+def gather(tracker: Tracker, runs: pd.DataFrame, sources: Sources) -> Samples:
     """One value per run: its test figure, its peak memory, and the mean of its steady-state
     epochs (the first left out: it carries tracing and compilation)."""
     samples = Samples()
     for _, run in runs.iterrows():
         samples.quality.append(_number(run, f"metrics.{sources.quality_metric}"))
         samples.memory.append(_number(run, f"metrics.{sources.memory_metric}"))
-        seconds = _history(client, run["run_id"], "epoch_seconds")
-        throughput = _history(client, run["run_id"], sources.throughput_metric)
+        seconds = tracker.metric_history(run["run_id"], "epoch_seconds")
+        throughput = tracker.metric_history(run["run_id"], sources.throughput_metric)
         samples.epoch_seconds.append(_mean(seconds[1:]))
         samples.throughput.append(_mean(throughput[1:]))
         samples.steady_epochs += len(seconds[1:])
         if sources.target is not None:
-            values = _history(client, run["run_id"], sources.objective)
+            values = tracker.metric_history(run["run_id"], sources.objective)
             usable = min(len(values), len(seconds))
             samples.time_to_target.append(
                 verdicts.time_to_target(
@@ -142,8 +109,31 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def study_verdicts(
+    tracker: Tracker, runs: pd.DataFrame, study: Study, memory: str
+) -> list[Verdict]:
+    """Every other backend of the study against its baseline (the first unless it names one),
+    per architecture; none for a study of one backend."""
+    view = view_of(study)
+    objective = study.objective
+    sources = Sources(
+        quality_metric=view.cross[0],
+        throughput_metric=view.throughput[0],
+        memory_metric=memory,
+        objective=objective.metric,
+        target=objective.target,
+        higher_is_better=objective.direction == "maximize",
+    )
+    contenders = [b for b in study.backends if b != study.baseline]
+    return [
+        compare(tracker, runs, arch, contender, study.baseline, sources)
+        for arch in study.architectures
+        for contender in contenders
+    ]
+
+
 def compare(
-    client: MlflowClient,
+    tracker: Tracker,
     runs: pd.DataFrame,
     arch: str,
     contender: str,
@@ -152,7 +142,7 @@ def compare(
 ) -> Verdict:
     config = baseline_config(runs, arch, baseline)
     samples = {
-        backend: gather(client, compared_runs(runs, arch, backend, baseline, config), sources)
+        backend: gather(tracker, compared_runs(runs, arch, backend, baseline, config), sources)
         for backend in (contender, baseline)
     }
     a, b = samples[contender], samples[baseline]
@@ -251,15 +241,6 @@ def _median(values: list[float]) -> float:
     return float(np.median(values)) if values else math.nan
 
 
-def _history(client: MlflowClient, run_id: str, key: str) -> list[float]:
-    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
-
-
 def _number(run: pd.Series, key: str) -> float:
     value = pd.to_numeric(run.get(key), errors="coerce")
     return float(value) if value is not None and not pd.isna(value) else math.nan
-
-
-def column(frame: pd.DataFrame, name: str) -> pd.Series:
-    """A column of MLflow's runs table, or NaN where no run has it."""
-    return frame[name] if name in frame else pd.Series(np.nan, index=frame.index, dtype=object)

@@ -2,7 +2,8 @@
 
 The parent never imports a framework, so GPUs are found the way the driver reports them
 (``CUDA_VISIBLE_DEVICES`` if the user set it, else ``nvidia-smi``), and the choice reaches the
-trial process through its environment, before the framework starts.
+trial process through its environment, before the framework starts. Which variables size a
+framework's thread pools is a fact of its backend (`backends.BackendInfo`), read from the registry.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import os
 import shutil
 import subprocess
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+from backends import BACKENDS
+
+# The OpenMP and MKL pools under every framework's CPU kernels; each backend may add its own.
+SHARED_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def visible_gpus() -> list[str]:
@@ -38,7 +42,7 @@ def slot_environment(slot: int, workers: int, gpus: list[str]) -> dict[str, str]
 
     One worker keeps the machine as it is. Several share it: each gets its own GPU (round robin
     when there are more workers than GPUs), and on the CPU an equal share of the cores, since
-    PyTorch's and TensorFlow's thread pools slow down badly when they oversubscribe the cores.
+    the frameworks' thread pools slow down badly when they oversubscribe the cores.
     A thread count the user set is left alone.
     """
     if workers <= 1:
@@ -47,12 +51,21 @@ def slot_environment(slot: int, workers: int, gpus: list[str]) -> dict[str, str]
     if gpus:
         environment["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     threads = str(max(1, (os.cpu_count() or 1) // workers))
-    for name in THREAD_VARIABLES:
+    for name, value in thread_settings(threads).items():
         if name not in os.environ:
-            environment[name] = threads
-    if "TF_NUM_INTEROP_THREADS" not in os.environ:
-        environment["TF_NUM_INTEROP_THREADS"] = "1"
+            environment[name] = value
     return environment
+
+
+def thread_settings(threads: str) -> dict[str, str]:
+    """Every registered backend's thread-pool variables: `threads` for the pools that run one
+    op's work in parallel, 1 for those that run independent ops side by side."""
+    settings = dict.fromkeys(SHARED_THREAD_VARIABLES, threads)
+    for info in BACKENDS.values():
+        settings.update(dict.fromkeys(info.thread_variables, threads))
+    for info in BACKENDS.values():
+        settings.update(dict.fromkeys(info.interop_thread_variables, "1"))
+    return settings
 
 
 def describe_slot(environment: dict[str, str]) -> str:

@@ -1,10 +1,11 @@
 """One training run in its own process: `python -m harness.run.trial JOB.json`.
 
-A process per run means a crash, an out-of-memory kill or TensorFlow's GPU allocator cannot take
-the study down, and each run's peak memory is its own. The process reports as JSON lines on
-stdout (a `start` event with its tags, an `epoch` event per epoch), talks to Optuna for pruning,
-and leaves its outcome and artifacts in files; the parent (`harness.run.runner`) turns all of that
-into the MLflow run. If the process dies before writing its outcome, the parent records why.
+A process per run (`harness.run.jobs`) means a crash, an out-of-memory kill or TensorFlow's GPU
+allocator cannot take the study down, and each run's peak memory is its own. The process reports
+its events (`Start` with its tags, `Tags` once training starts, an `Epoch` per epoch), talks to
+Optuna for pruning, and leaves its outcome and artifacts in files; the parent
+(`harness.run.tracked`) turns all of that into the MLflow run. If the process dies before writing
+its outcome, the parent records why.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import sys
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from harness.run.events import Epoch, Start, Tags
+from harness.run.jobs import emit, read_job, write_job
 
 COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
 
@@ -28,7 +32,7 @@ class TrialJob:
     folder: str  # where the outcome and the artifacts go
     storage_url: str | None = None  # Optuna storage, for search trials only
     optuna_study: str | None = None
-    trial_id: int | None = None
+    trial_number: int | None = None  # the trial within `optuna_study`
     pruner: dict[str, object] | None = None  # the study file's [pruner] table
 
     @property
@@ -36,10 +40,7 @@ class TrialJob:
         return Path(self.folder) / "outcome.json"
 
     def write(self) -> Path:
-        path = Path(self.folder) / "job.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1))
-        return path
+        return write_job(self, Path(self.folder) / "job.json")
 
 
 @dataclass
@@ -66,10 +67,6 @@ class Stop(Exception):
         self.value = value
 
 
-def emit(event: str, **fields: object) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
-
-
 def run(job: TrialJob) -> Outcome:
     from backends import get_backend
     from harness.config import RunConfig
@@ -82,27 +79,28 @@ def run(job: TrialJob) -> Outcome:
     framework, version = backend.framework()
     data = load_data(config, Path(job.data))
     emit(
-        "start",
-        digest=data.digest,
-        baselines=baseline_metrics(data),
-        tags={
-            "framework": framework,
-            "framework_version": version,
-            "device": backend.accelerator() or cpu_model(),
-        },
+        Start(
+            digest=data.digest,
+            baselines=baseline_metrics(data),
+            tags={
+                "framework": framework,
+                "framework_version": version,
+                "device": backend.accelerator() or cpu_model(),
+            },
+        )
     )
     reporter = None
-    if job.trial_id is not None:
+    if job.trial_number is not None:
         from harness.search import TrialReporter
         from harness.study.schema import Pruner
 
         reporter = TrialReporter(
-            job.storage_url, job.optuna_study, job.trial_id, Pruner(**job.pruner)
+            job.storage_url, job.optuna_study, job.trial_number, Pruner(**job.pruner)
         )
 
     def on_epoch(epoch: EpochResult) -> None:
         value = epoch.as_metrics()[job.objective]
-        emit("epoch", epoch=epoch.epoch, epochs=config.epochs, **epoch.as_metrics())
+        emit(Epoch(epoch.epoch, config.epochs, epoch.as_metrics()))
         if not (math.isfinite(epoch.train_loss) and math.isfinite(epoch.val_loss)):
             raise Stop(f"diverged: loss is {epoch.train_loss} at epoch {epoch.epoch}", None)
         if reporter is not None and reporter.report(value, epoch.epoch):
@@ -114,7 +112,7 @@ def run(job: TrialJob) -> Outcome:
             data,
             on_epoch=on_epoch,
             evaluate_test=job.evaluate_test,
-            on_start=lambda started: emit("tags", tags=started.execution_tags()),
+            on_start=lambda started: emit(Tags(started.execution_tags())),
         )
     except Stop as stop:
         return Outcome(PRUNED, stop.value, str(stop))
@@ -144,7 +142,7 @@ def write_artifacts(result, folder: Path) -> list[str]:
 
 
 def main(job_path: str) -> int:
-    job = TrialJob(**json.loads(Path(job_path).read_text()))
+    job = read_job(TrialJob, job_path)
     try:
         outcome = run(job)
     except Exception as error:  # noqa: BLE001 - any failure is recorded, never lost

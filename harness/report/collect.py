@@ -1,0 +1,162 @@
+"""The report's numbers: one row per architecture, read from the stores, never trained for.
+
+Column names are ``"<metric> <backend>"``, so every backend of a metric sits next to its
+baseline; ``"<metric> <contender>/<baseline>"`` are each contender's ratios to the baseline, and
+``"cross_<metric>_<mean|std> <source>_on_<target>"`` a backend's best configuration re-trained on
+another framework, which separates framework differences from search differences. Missing pieces
+(a search that failed, a backend with no runs) are NaN cells, never errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from harness.identity import DIGEST_KEY
+from harness.report.selection import column, finished, of_newest_config
+from harness.report.views import TaskView, view_of
+
+if TYPE_CHECKING:
+    from harness.search import TrialRecord
+    from harness.study.schema import Study
+    from harness.tracking import Tracker
+
+Trials = dict[tuple[str, str], list["TrialRecord"]]  # by (architecture, backend)
+TRIAL_STATES = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}  # column: state
+
+
+def read_runs(tracker: Tracker, study: Study) -> pd.DataFrame:
+    """Every run of the study made under its definition (see `same_definition`)."""
+    return same_definition(tracker.runs_frame(study=study.name), tracker)
+
+
+def same_definition(runs: pd.DataFrame, tracker: Tracker) -> pd.DataFrame:
+    """Only the runs made under the study's definition, where runs say which they were made
+    under: the current digest, or the one recorded in the experiment when it was created (the
+    identity check has just accepted that definition as this study's)."""
+    digests = column(runs, f"tags.{DIGEST_KEY}")
+    if digests.isna().all():
+        return runs  # a store from before identities were recorded: nothing to tell apart
+    accepted = {tracker.base_tags[DIGEST_KEY], tracker.experiment_tag(DIGEST_KEY)}
+    return runs[digests.isin(accepted)]
+
+
+def ordered_backends(study: Study) -> list[str]:
+    """The baseline first, then the contenders in the study's order."""
+    return [study.baseline, *(b for b in study.backends if b != study.baseline)]
+
+
+def memory_metric(runs: pd.DataFrame) -> str:
+    """peak_gpu_memory_mb when any run measured it (it ran on a GPU), else peak_rss_mb."""
+    on_gpu = not numbers(runs, "metrics.peak_gpu_memory_mb").empty
+    return "peak_gpu_memory_mb" if on_gpu else "peak_rss_mb"
+
+
+def report_table(
+    tracker: Tracker, runs: pd.DataFrame, trials: Trials, study: Study, memory: str
+) -> pd.DataFrame:
+    """Numeric, index "architecture": exactly what report.csv holds."""
+    backends = ordered_backends(study)
+    rows = {
+        arch: _row(tracker, runs, trials, arch, backends, memory, study, view_of(study))
+        for arch in study.architectures
+    }
+    columns = list(dict.fromkeys(k for row in rows.values() for k in row))
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns, dtype=float)
+    table.index.name = "architecture"
+    return table
+
+
+def numbers(frame: pd.DataFrame, name: str) -> pd.Series:
+    return pd.to_numeric(column(frame, name), errors="coerce").dropna()
+
+
+def pairs(backends: list[str]) -> Iterable[tuple[str, str]]:
+    """Every ordered (source, target) pair: where a cross run may have taken a configuration."""
+    return ((s, t) for s in backends for t in backends if s != t)
+
+
+def _row(
+    tracker: Tracker,
+    runs: pd.DataFrame,
+    trials: Trials,
+    arch: str,
+    backends: list[str],
+    memory: str,
+    study: Study,
+    view: TaskView,
+) -> dict[str, float]:
+    """One architecture's numbers; keys are "<metric> <backend>", grouped by metric."""
+    cells: dict[str, dict[str, float]] = {}
+
+    def put(name: str, backend: str, value: float) -> None:
+        cells.setdefault(name, {})[backend] = value
+
+    metric, direction = study.objective.metric, study.objective.direction
+    for backend in backends:
+        found = trials.get((arch, backend))
+        counts = {
+            name: math.nan if found is None else sum(t.state == state for t in found)
+            for name, state in TRIAL_STATES.items()
+        }
+        values = [t.value for t in found or () if t.state == "COMPLETE"]
+        best = (max if direction == "maximize" else min)(values) if values else math.nan
+        put(f"search_best_{metric}", backend, best)
+        for name, count in counts.items():
+            put(f"trials_{name}", backend, count)
+        chosen = of_newest_config(finished(runs, arch, backend, "retrain"))
+        put("retrain_runs", backend, float(len(chosen)))
+        for test, _ in view.tests:
+            put(f"{test}_mean", backend, numbers(chosen, f"metrics.{test}").mean())
+            put(f"{test}_std", backend, numbers(chosen, f"metrics.{test}").std(ddof=1))
+        seconds = _per_epoch(tracker, chosen, "epoch_seconds", _seconds_fallback)
+        put("seconds_per_epoch", backend, seconds)
+        throughput = view.throughput[0]
+        put(throughput, backend, _per_epoch(tracker, chosen, throughput, lambda run: math.nan))
+        put(memory, backend, numbers(chosen, f"metrics.{memory}").mean())
+        put("parameter_count", backend, numbers(chosen, "metrics.parameter_count").mean())
+
+    row = {f"{name} {b}": value for name, per in cells.items() for b, value in per.items()}
+    baseline, *contenders = backends
+    for name in ("seconds_per_epoch", memory):
+        for contender in contenders:
+            row[f"{name} {contender}/{baseline}"] = _ratio(
+                row[f"{name} {contender}"], row[f"{name} {baseline}"]
+            )
+    cross = view.cross[0]
+    for source, target in pairs(backends):
+        ran = of_newest_config(finished(runs, arch, target, "cross", config_from=source))
+        values = numbers(ran, f"metrics.{cross}")
+        row[f"cross_{cross}_mean {source}_on_{target}"] = values.mean()
+        row[f"cross_{cross}_std {source}_on_{target}"] = values.std(ddof=1)
+    return row
+
+
+def _per_epoch(
+    tracker: Tracker, runs: pd.DataFrame, key: str, fallback: Callable[[pd.Series], float]
+) -> float:
+    """Mean over runs of each run's steady-state mean over its epochs (its metric history).
+
+    The first epoch carries graph building and compilation (tracked on its own as
+    time_to_first_epoch), so it is left out whenever a run has later epochs to average.
+    """
+    means = []
+    for _, run in runs.iterrows():
+        history = tracker.metric_history(run["run_id"], key)
+        steady = history[1:] or history
+        means.append(float(np.mean(steady)) if steady else fallback(run))
+    return float(np.nanmean(means)) if means and not np.isnan(means).all() else math.nan
+
+
+def _seconds_fallback(run: pd.Series) -> float:
+    total = pd.to_numeric(run.get("metrics.total_train_seconds"), errors="coerce")
+    epochs = pd.to_numeric(run.get("params.epochs"), errors="coerce")
+    return float(total / epochs) if epochs and epochs > 0 else math.nan
+
+
+def _ratio(top: float, bottom: float) -> float:
+    return top / bottom if bottom and not (math.isnan(top) or math.isnan(bottom)) else math.nan

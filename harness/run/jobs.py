@@ -1,0 +1,116 @@
+"""The one child-process protocol: a job file in, typed events out, an exit code back.
+
+Work that must not share a process (a trial, a re-training, one backend's `bench perf`
+measurements) runs as ``python -m <module> JOB.json``. A crash, an out-of-memory kill or a
+framework's allocator then cannot take the parent down, TensorFlow and PyTorch never share a
+process, and each process's peak memory is its own. The child writes its events
+(`harness.run.events`) as JSON lines on stdout with `emit`; its stderr goes to a log file; what
+it leaves in files (an outcome, artifacts) is the caller's business.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.run.events import CHILD_EVENTS, Event, EventHandler
+
+J = TypeVar("J")
+
+
+def emit(event: Event) -> None:
+    """In a child process: send one event to the parent."""
+    print(json.dumps(event.as_json()), flush=True)
+
+
+def parse_event(line: str) -> Event | None:
+    """The event on one stdout line; None for anything else a framework printed."""
+    if not line.startswith("{"):
+        return None
+    try:
+        fields = json.loads(line)
+    except json.JSONDecodeError:
+        return None  # a framework printed something brace-shaped; not ours
+    kind = CHILD_EVENTS.get(fields.pop("event", None)) if isinstance(fields, dict) else None
+    if kind is None:
+        return None
+    try:
+        return kind(**fields)
+    except TypeError:
+        return None  # JSON that looks like ours but is not
+
+
+def write_job(job: Any, path: Path) -> Path:
+    """Write a job (a dataclass) where its child process will read it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(job), indent=1))
+    return path
+
+
+def read_job(kind: type[J], path: str | Path) -> J:
+    """In a child process: the job its parent wrote."""
+    return kind(**json.loads(Path(path).read_text()))
+
+
+class ChildProcesses:
+    """The child processes running now, so that an interrupt can end every one of them."""
+
+    def __init__(self) -> None:
+        self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+
+    def start(self, command: list[str], **options: Any) -> subprocess.Popen:
+        with self._lock:
+            child = subprocess.Popen(command, **options)
+            self._running.add(child)
+            return child
+
+    def done(self, child: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.discard(child)
+
+    def terminate_all(self) -> None:
+        with self._lock:
+            for child in self._running:
+                if child.poll() is None:
+                    child.terminate()
+
+
+def run_child(
+    module: str,
+    job_path: Path,
+    log_path: Path,
+    on_event: EventHandler,
+    children: ChildProcesses | None = None,
+    environment: dict[str, str] | None = None,
+) -> int:
+    """Run ``python -m module job_path``, relay its events as they come, wait for it.
+
+    `environment` overrides this process's variables for the child (set before any framework
+    starts in it). Returns the exit code, negative when a signal ended the child.
+    """
+    children = children or ChildProcesses()
+    with log_path.open("w") as log:
+        child = children.start(
+            [sys.executable, "-m", module, str(job_path)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            bufsize=1,
+            env={**os.environ, **(environment or {})},
+        )
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                event = parse_event(line)
+                if event is not None:
+                    on_event(event)
+            return child.wait()
+        finally:
+            children.done(child)

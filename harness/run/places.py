@@ -1,0 +1,61 @@
+"""Where a study run reads and writes: its output folder, the dataset and the two stores."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import BenchError
+from harness.system import writable_folder
+
+if TYPE_CHECKING:
+    from harness.study.schema import Study
+
+
+@dataclass(frozen=True)
+class RunPlaces:
+    """Where a study run reads and writes."""
+
+    out: Path  # logs and job files; the default stores live here too
+    data: Path  # the resolved dataset source
+    storage_url: str  # Optuna
+    tracking_uri: str  # MLflow
+
+
+def default_places(
+    study: Study, out: Path | None, data: Path, storage: str | None, tracking_uri: str | None
+) -> RunPlaces:
+    """Where `bench run` works; the output folder is created and must be writable."""
+    folder = writable_folder((out or Path("bench-runs") / study.name).resolve(), "--out")
+    return _places(folder, data, storage, tracking_uri)
+
+
+def existing_places(
+    study: Study, out: Path | None, storage: str | None, tracking_uri: str | None
+) -> RunPlaces:
+    """Where an earlier `bench run` of this study wrote, for `bench report`.
+
+    With both stores named (a shared PostgreSQL and tracking server), any folder will do.
+    """
+    folder = (out or Path("bench-runs") / study.name).resolve()
+    if storage and tracking_uri:
+        writable_folder(folder, "--out")
+    elif not folder.is_dir():
+        raise BenchError(
+            f"--out: expected the folder of an earlier `bench run --study {study.name}`; "
+            f"received {str(folder)!r}, which does not exist"
+        )
+    return _places(folder, Path(), storage, tracking_uri)
+
+
+def _places(folder: Path, data: Path, storage: str | None, tracking_uri: str | None) -> RunPlaces:
+    return RunPlaces(
+        out=folder,
+        data=data,
+        storage_url=storage or f"sqlite:///{folder / 'optuna.db'}",
+        tracking_uri=tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{folder / 'mlflow.db'}",
+    )

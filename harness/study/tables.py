@@ -1,0 +1,188 @@
+"""The tables of a study file but its knobs: [study], [budget], [objective], [sampler], [pruner],
+[data] and [retrain], each a strict pydantic model.
+
+Strict so that a typo fails when the file is loaded, in one line naming the key
+(`harness.study.errors`), instead of an hour into a search: no "5" for 5, no true for 1, and an
+unknown key is named with the keys that are allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from backends import BACKENDS
+from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
+from harness.study.errors import problem, show
+
+NAME = re.compile(r"[A-Za-z0-9_.-]+")  # a study's name, also a file name and a store prefix
+METRIC_DIRECTION = {
+    "val_accuracy": "maximize",
+    "val_loss": "minimize",
+    "val_perplexity": "minimize",
+}
+Task = Literal["classification", "language_model"]
+
+
+class Table(BaseModel):
+    """One TOML table: frozen, strict (no "5" for 5, no true for 1), unknown keys named."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        # pydantic's own extra_forbidden error cannot list the keys that are allowed.
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key not in cls.model_fields:
+                    what = "table" if isinstance(value, dict) else "key"
+                    allowed = ", ".join(cls.model_fields)
+                    raise problem(
+                        (key,), f"unknown {what} (expected one of {allowed})", show(value)
+                    )
+        return data
+
+
+class Header(Table):
+    """The [study] table."""
+
+    name: str  # MLflow experiment and Optuna study prefix
+    description: str = ""  # one line shown by `bench studies`
+    task: Task = "classification"
+    dataset: Literal["imdb"] = "imdb"
+    architectures: list[str] = Field(default=list(ARCHITECTURES), min_length=1)
+    backends: list[str] = Field(default=list(BACKENDS), min_length=1)
+    # The backend every other one is compared against in the report; the first by default.
+    baseline: str | None = None
+    epochs: int = Field(ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not NAME.fullmatch(name):
+            raise problem((), "expected letters, digits, '_', '.' or '-'", show(name))
+        return name
+
+    @field_validator("description")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        if not text.isprintable():  # it is printed as one line of a table
+            raise problem((), "expected one line of printable text", show(text))
+        return text
+
+    @field_validator("architectures", "backends")
+    @classmethod
+    def _known_names(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        valid = ARCHITECTURES if info.field_name == "architectures" else tuple(BACKENDS)
+        for index, name in enumerate(names):
+            if name not in valid:
+                raise problem((index,), f"expected one of {', '.join(valid)}", show(name))
+            if name in names[:index]:
+                raise problem((index,), "expected each name once", f"{name!r} again")
+        return names
+
+    @model_validator(mode="after")
+    def _baseline_among_backends(self) -> Header:
+        if self.baseline is not None and self.baseline not in self.backends:
+            raise problem(
+                ("baseline",),
+                f"expected one of the study's backends ({', '.join(self.backends)})",
+                show(self.baseline),
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _causal_for_language_models(self) -> Header:
+        if self.task != "language_model":
+            return self
+        for index, name in enumerate(self.architectures):
+            if name not in CAUSAL_ARCHITECTURES:
+                raise problem(
+                    ("architectures", index),
+                    f"expected one of {', '.join(CAUSAL_ARCHITECTURES)} for a language model "
+                    "(a BiLSTM's backward direction reads the very words it must predict)",
+                    show(name),
+                )
+        return self
+
+
+class Budget(Table):
+    """How long one (architecture, backend) search may run; it stops at whichever comes first."""
+
+    trials: int | None = Field(default=None, ge=1)  # finished (complete or pruned) trials
+    timeout_minutes: float | None = Field(default=None, gt=0)  # wall clock
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Budget:
+        if self.trials is None and self.timeout_minutes is None:
+            raise problem((), "expected trials or timeout_minutes (or both)", "neither")
+        return self
+
+
+class Objective(Table):
+    metric: Literal["val_accuracy", "val_loss", "val_perplexity"]
+    direction: Literal["maximize", "minimize"]
+    # MLPerf-style time to target: training seconds until the metric first reaches this value.
+    target: float | None = None
+
+    @model_validator(mode="after")
+    def _fits(self) -> Objective:
+        # A mismatch would make the search hunt for the worst model without any error.
+        wanted = METRIC_DIRECTION[self.metric]
+        if self.direction != wanted:
+            raise problem(
+                ("direction",), f"expected {wanted!r} for {self.metric}", show(self.direction)
+            )
+        return self
+
+
+class Sampler(Table):
+    type: Literal["tpe", "random"] = "tpe"
+    seed: int = Field(default=0, ge=0)
+
+
+class Pruner(Table):
+    type: Literal["median", "percentile", "threshold", "none"] = "median"
+    n_startup_trials: int = Field(default=2, ge=0)  # trials that finish before any is pruned
+    n_warmup_steps: int = Field(default=0, ge=0)  # epochs reported before pruning may start
+    percentile: float = Field(default=25.0, gt=0, lt=100)  # only for "percentile"
+    lower: float | None = None  # only for "threshold"
+    upper: float | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Pruner:
+        # A bound given to a pruner that ignores it is almost always a mistyped `type`.
+        for key, owner in (
+            ("percentile", "percentile"),
+            ("lower", "threshold"),
+            ("upper", "threshold"),
+        ):
+            if key in self.model_fields_set and self.type != owner:
+                raise problem(
+                    (key,), f"expected only with type = {owner!r}", show(getattr(self, key))
+                )
+        if self.type == "threshold":
+            if self.lower is None and self.upper is None:
+                raise problem(
+                    (), "expected lower or upper (or both) with type = 'threshold'", "neither"
+                )
+            if self.lower is not None and self.upper is not None and self.lower > self.upper:
+                raise problem(
+                    (), "expected lower <= upper", f"lower={self.lower}, upper={self.upper}"
+                )
+        return self
+
+
+class DataOptions(Table):
+    subset: int | None = Field(default=None, ge=2)  # reviews kept per split; None keeps all 25k
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+
+class Retrain(Table):
+    """How the best configuration of each search is re-trained and tested."""
+
+    seeds: int = Field(default=3, ge=1)  # seeds 0, 1, ..., seeds - 1
+    cross_backend: bool = True  # also run each backend's best config on the other backend

@@ -1,0 +1,40 @@
+"""The README's quick start and CI's test command are one: checked by reading them, never run."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+from helpers import REPO
+
+README = REPO / "README.md"
+CI = REPO / ".ci" / "run"
+SETUP = "python3 -m venv .venv && . .venv/bin/activate && pip install torch=="
+
+
+def quick_start() -> list[str]:
+    """The commands of the README's quick start: the lines that start from a fresh venv."""
+    section = README.read_text().split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    return [line.strip() for line in section.splitlines() if line.strip().startswith(SETUP)]
+
+
+def test_quick_start_is_two_commands_from_the_same_fresh_environment():
+    study, tests = quick_start()
+    pins = [re.findall(r"torch==(\S+)", command) for command in (study, tests)]
+    assert pins[0] == pins[1] and len(pins[0]) == 1  # the same PyTorch build in both
+    assert f"drop `torch=={pins[0][0]}`" in README.read_text()  # and in the words around them
+    assert " && pip install -e . && bench run --study " in study
+    assert tests.endswith(' && pip install -e ".[test]" && pytest')
+    name = re.search(r"--study (\S+)", study)
+    assert name and (REPO / "studies" / f"{name.group(1)}.toml").is_file()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert "test" in project["optional-dependencies"] and "bench" in project["scripts"]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    commands = [
+        line
+        for line in CI.read_text().splitlines()
+        if "pytest" in line and not line.lstrip().startswith("#")
+    ]
+    assert commands == [quick_start()[1]]

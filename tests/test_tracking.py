@@ -1,0 +1,72 @@
+"""`harness.tracking` against a real SQLite MLflow store: filters, reading back, dataset inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.tracking import Tracker, run_filter
+
+QUOTED = ["it's", 'say "hi"', "plain", "it''s", "back\\slash", "50%_off"]
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Tracker:
+    return Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "filters", tmp_path / "artifacts")
+
+
+def test_tag_values_with_quotes_match_exactly_their_own_runs(tracker: Tracker) -> None:
+    """MLflow's filters have no escape character: a value with a quote goes between the other
+    kind, and nothing like it (a doubled quote, a wildcard) matches more than itself."""
+    made = {value: tracker.start(value, {"role": "retrain", "study": value}) for value in QUOTED}
+    for run_id in made.values():
+        tracker.finish(run_id, "FINISHED")
+    for value, run_id in made.items():
+        assert tracker.find_run(study=value) == run_id
+        assert [r.info.run_id for r in tracker.finished_runs(study=value, role="retrain")] == [
+            run_id
+        ]
+        assert list(tracker.runs_frame(study=value)["run_id"]) == [run_id]
+    assert tracker.running_runs(roles=("retrain",)) == []
+
+
+def test_a_value_with_both_quotes_is_refused_rather_than_matching_other_runs() -> None:
+    with pytest.raises(ValueError, match="without both ' and \""):
+        run_filter({"study": """it's "quoted\""""})
+    with pytest.raises(ValueError, match="tag key without '`'"):
+        run_filter({"a`b": "x"})
+    assert run_filter({"role": "trial"}, "RUNNING") == (
+        "tags.`role` = 'trial' and attributes.status = 'RUNNING'"
+    )
+
+
+def test_runs_frame_and_metric_history_read_what_was_logged(tracker: Tracker) -> None:
+    assert list(tracker.runs_frame(study="none").columns) == ["run_id", "status", "start_time"]
+    run_id = tracker.start("r", {"study": "s"})
+    for step, value in ((3, 30.0), (1, 10.0), (2, 20.0)):
+        tracker.log_metrics(run_id, {"epoch_seconds": value}, step)
+    tracker.finish(run_id, "FINISHED")
+    assert tracker.metric_history(run_id, "epoch_seconds") == [10.0, 20.0, 30.0]
+    frame = tracker.runs_frame(study="s")
+    assert frame.loc[0, "status"] == "FINISHED" and frame.loc[0, "tags.study"] == "s"
+    assert frame.loc[0, "metrics.epoch_seconds"] == 30.0  # the latest step
+
+
+def test_the_dataset_input_is_logged_through_public_entities(
+    tracker: Tracker, tmp_path: Path
+) -> None:
+    """The public `Dataset(**MetaDataset.to_dict())` in place of MLflow's private
+    `_to_mlflow_entity`: the run's input must read back as MLflow's own conversion wrote it."""
+    dataset = tmp_path / "aclImdb.tar.gz"
+    dataset.write_bytes(b"reviews")
+    digest = "ab" * 32
+    run_id = tracker.start("trial 0", {"role": "trial"})
+    tracker.log_start(run_id, {"epochs": 3}, {"device": "cpu"}, dataset, digest)
+    run = tracker.client.get_run(run_id)
+    (logged,) = run.inputs.dataset_inputs
+    assert logged.dataset.name == "imdb" and logged.dataset.digest == digest[:36]
+    assert logged.dataset.source_type == "local"
+    assert dataset.resolve().as_uri() in logged.dataset.source
+    assert [(t.key, t.value) for t in logged.tags] == [("mlflow.data.context", "training")]
+    assert run.data.params["epochs"] == "3" and run.data.tags["device"] == "cpu"
