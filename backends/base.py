@@ -31,7 +31,8 @@ Optional hooks raise `NotImplementedError` until a backend implements them, as K
   ``Backend.plain_network``), the framework's tutorial path that the harness's overhead is
   measured against, and ``TrainableModel.kernel``, the recurrent kernel in use (which `train`
   also records as a tag when the backend reports it);
-- for the equivalence tests: ``TrainableModel.loss_and_gradients``.
+- for the tests: ``TrainableModel.loss_and_gradients`` (equivalence) and
+  ``Backend.plain_network_weights`` (conformance: both `bench perf` paths start alike).
 
 Weights cross the interface in the canonical layout of `harness.model_spec.weight_shapes`
 (Keras's layout), as float32 numpy arrays.
@@ -163,6 +164,11 @@ class Backend(ABC):
         """Optional (`bench perf`): the framework's own model that the plain path trains, loaded
         with `weights` (the harness's initial weights), so that both paths start alike."""
         raise _optional(self, "plain_network", "`bench perf`")
+
+    def plain_network_weights(self, spec: ModelSpec, network: object) -> Weights:
+        """Optional (tests): the canonical-layout weights of a `plain_network`, so that the
+        conformance suite can check both paths start alike without knowing the framework."""
+        raise _optional(self, "plain_network_weights", "the conformance tests")
 
     def plain_training_seconds(
         self,

@@ -248,6 +248,10 @@ class KerasBackend(Backend):
             variable.assign(weights[name])
         return model
 
+    def plain_network_weights(self, spec: ModelSpec, network: object) -> Weights:
+        variables = canonical_variables(spec, network).items()  # type: ignore[arg-type]
+        return {name: np.asarray(keras.ops.convert_to_numpy(v.value)) for name, v in variables}
+
     def plain_training_seconds(
         self,
         spec: ModelSpec,

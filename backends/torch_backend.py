@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from backends.base import Backend, Weights
 from backends.torch_model import LOSSES, TorchModel
-from backends.torch_network import RecurrentNetwork, load_weights
+from backends.torch_network import RecurrentNetwork, load_weights, read_weights
 from harness.execution import ExecutionOptions
 from harness.model_spec import EPSILON, RMSPROP_RHO, ModelSpec, OptimizerSpec
 
@@ -59,6 +59,9 @@ class TorchBackend(Backend):
         network = RecurrentNetwork(spec)
         load_weights(network, weights)
         return network.to(self.device)
+
+    def plain_network_weights(self, spec: ModelSpec, network: object) -> Weights:
+        return read_weights(network)  # type: ignore[arg-type]
 
     def plain_training_seconds(
         self,

@@ -228,7 +228,7 @@ def report(
     storage: StorageOption = None,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Build the side-by-side Keras/PyTorch comparison of a study that has run."""
+    """Build the comparison of a study that has run: every backend against its baseline."""
     from harness.report.build import build_report
     from harness.report.render import print_report
     from harness.run.places import existing_places
@@ -271,7 +271,8 @@ def perf(
         typer.Option(help="Architecture to measure (repeatable) [default: all four]."),
     ] = None,
     backend: Annotated[
-        list[str] | None, typer.Option(help="Backend to measure (repeatable) [default: both].")
+        list[str] | None,
+        typer.Option(help="Backend to measure (repeatable) [default: every registered one]."),
     ] = None,
     steps: Annotated[
         int | None, typer.Option(min=1, help="Batches per timed pass.", show_default=False)

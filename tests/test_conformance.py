@@ -330,28 +330,15 @@ def test_limit_threads_caps_the_framework(backend_name):
     assert done.stdout.split()[-1] == "1"
 
 
-def native_weights(spec: ModelSpec, network: object) -> Weights:
-    """Canonical weights of a framework's own model (a new kind of network needs a reader)."""
-    torch, keras = sys.modules.get("torch"), sys.modules.get("keras")
-    if torch is not None and isinstance(network, torch.nn.Module):
-        from backends.torch_network import read_weights
-
-        return read_weights(network)
-    if keras is not None and isinstance(network, keras.Model):
-        from backends.keras_model import canonical_variables
-
-        variables = canonical_variables(spec, network).items()
-        return {k: np.asarray(keras.ops.convert_to_numpy(v.value)) for k, v in variables}
-    pytest.fail(f"no weight reader for a {type(network).__name__}; add one to native_weights")
-
-
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_plain_network_starts_from_the_harness_weights(backend, arch):
     """`bench perf`'s ratio compares equal arithmetic only if both paths start alike: PyTorch's
     default init put the plain loop's backward pass into denormals, 4-7x slower."""
     spec = tiny_spec(arch)
     weights = initial_weights(spec, 11)
-    plain = native_weights(spec, optional(backend.plain_network, spec, weights))
+    plain = optional(
+        backend.plain_network_weights, spec, optional(backend.plain_network, spec, weights)
+    )
     assert plain.keys() == weights.keys()
     for name, value in weights.items():
         np.testing.assert_array_equal(plain[name], value, err_msg=name)

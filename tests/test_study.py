@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
-from harness.study.schema import KNOBS, STUDIES_DIR, Study, list_studies, load_study
+from harness.study.files import STUDIES_DIR
+from harness.study.schema import KNOBS, Study, list_studies, load_study
 
 # conftest's small study with a text knob added; each broken case below changes one thing in it.
 OPTIMIZER = {"choices": ["rmsprop", "adam"], "default": "adam"}

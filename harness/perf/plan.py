@@ -11,10 +11,11 @@ left out.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from backends import BACKENDS
+from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.execution import ExecutionOptions
 from harness.model_spec import ARCHITECTURES
@@ -57,6 +58,8 @@ FAST_PATHS: tuple[tuple[str, dict[str, object], bool], ...] = (
     ("keep_denormals", {"flush_denormal": False}, False),
 )
 
+RUN_DEFAULTS = {item.name: item.default for item in fields(RunConfig)}
+
 
 @dataclass(frozen=True)
 class PerfPlan:
@@ -64,11 +67,12 @@ class PerfPlan:
     backends: tuple[str, ...] = tuple(BACKENDS)
     steps: int = 10  # batches per pass
     passes: int = 8  # measured passes, after the warm-up ones (WARMUP_ALLOWANCE more are timed)
-    sequence_length: int = 200  # the shape of the main table
-    batch_size: int = 64
-    hidden_size: int = 64
-    embedding_dim: int = 32
-    num_words: int = 10_000
+    # The shape of the main table: `bench train`'s defaults (RunConfig, the one place they live).
+    sequence_length: int = RUN_DEFAULTS["sequence_length"]
+    batch_size: int = RUN_DEFAULTS["batch_size"]
+    hidden_size: int = RUN_DEFAULTS["hidden_size"]
+    embedding_dim: int = RUN_DEFAULTS["embedding_dim"]
+    num_words: int = RUN_DEFAULTS["num_words"]
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     scaling_architectures: tuple[str, ...] = ("lstm",)
     sequence_lengths: tuple[int, ...] = (100, 200, 500, 1000)

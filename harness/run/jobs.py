@@ -113,4 +113,7 @@ def run_child(
                     on_event(event)
             return child.wait()
         finally:
+            if child.poll() is None:  # `on_event` raised: the child must not outlive its job
+                child.kill()
+                child.wait()
             children.done(child)

@@ -13,8 +13,8 @@ import queue
 from typing import TYPE_CHECKING
 
 from harness import search
+from harness.ownership import owner_is_dead, owner_tag
 from harness.run.events import EventHandler, RetrainDone, RetrainStarted, Skipped
-from harness.run.ownership import owner_is_dead, owner_tag
 from harness.run.trial import TrialJob
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from harness import search
+from harness.ownership import owner_tag
 from harness.run.devices import describe_slot
 from harness.run.events import DeadTrial, EventHandler, SearchOpened, TrialDone, TrialStarted
-from harness.run.ownership import owner_tag
 from harness.run.tracked import INTERRUPTED
 from harness.run.trial import FAIL, TrialJob
 from harness.stores import sqlite_lock

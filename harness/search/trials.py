@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from harness.run.ownership import owner_is_dead
+from harness.ownership import owner_is_dead
 from harness.search.storage import stale_trial_ids
 from harness.search.studies import DEFAULTS
 from harness.study.schema import Knob

@@ -18,7 +18,7 @@ from backends import BACKENDS
 from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.study.errors import describe, one_line
-from harness.study.files import STUDIES_DIR, locate, read_toml, shipped_studies
+from harness.study.files import locate, read_toml, shipped_studies
 from harness.study.knobs import KNOBS, Knob, Value, check_runnable, typed_fixed, typed_search
 from harness.study.tables import (
     Budget,
@@ -34,7 +34,6 @@ from harness.study.tables import (
 
 __all__ = [
     "KNOBS",
-    "STUDIES_DIR",
     "Budget",
     "DataOptions",
     "Knob",
