@@ -14,16 +14,12 @@ from typing import TYPE_CHECKING
 
 from harness import search
 from harness.ownership import owner_is_dead, owner_tag
-from harness.run.events import EventHandler, RetrainDone, RetrainStarted, Skipped
+from harness.run.events import RetrainDone, RetrainStarted, Skipped
 from harness.run.trial import TrialJob
 
 if TYPE_CHECKING:
-    from harness.run.places import RunPlaces
-    from harness.run.pool import WorkerPool
+    from harness.run.context import RunContext
     from harness.run.searches import Search
-    from harness.run.tracked import TrackedJobs
-    from harness.study.schema import Study
-    from harness.tracking import Tracker
 
 ORPHANED = "its `bench run` process died (killed, or the machine stopped); re-run on resume"
 
@@ -38,28 +34,15 @@ def config_hash(config: dict[str, object]) -> str:
 class Retraining:
     """Runs the re-trainings of finished searches on the worker slots of `pool`."""
 
-    def __init__(
-        self,
-        study: Study,
-        places: RunPlaces,
-        tracker: Tracker,
-        pool: WorkerPool,
-        jobs: TrackedJobs,
-        on_event: EventHandler,
-    ) -> None:
-        self.study = study
-        self.places = places
-        self.tracker = tracker
-        self.pool = pool
-        self.jobs = jobs
-        self.on_event = on_event
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
 
     def run_all(self, searches: list[Search]) -> None:
         """Each backend's best config on fresh seeds, and on the other backend(s)."""
-        for run_id in self.tracker.running_runs(roles=("retrain", "cross")):
-            owner = self.tracker.tag(run_id, "owner")
+        for run_id in self.context.tracker.running_runs(roles=("retrain", "cross")):
+            owner = self.context.tracker.tag(run_id, "owner")
             if owner and owner_is_dead(owner):
-                self.tracker.finish(run_id, "KILLED", ORPHANED)
+                self.context.tracker.finish(run_id, "KILLED", ORPHANED)
         todo: queue.Queue[tuple[str, str, str, dict[str, object], int]] = queue.Queue()
         for opened in searches:
             params = search.best_params(opened.optuna_study)
@@ -67,21 +50,21 @@ class Retraining:
                 continue  # nothing to re-train: every trial failed or was pruned
             source = opened.backend
             targets = [source]
-            if self.study.retrain.cross_backend:
-                targets += [b for b in self.study.backends if b != source]
+            if self.context.study.retrain.cross_backend:
+                targets += [b for b in self.context.study.backends if b != source]
             for target in targets:
-                for seed in range(self.study.retrain.seeds):
+                for seed in range(self.context.study.retrain.seeds):
                     todo.put((opened.architecture, source, target, params, seed))
 
         def work(slot: int) -> None:
-            while not self.pool.stopping.is_set():
+            while not self.context.pool.stopping.is_set():
                 try:
                     job = todo.get_nowait()
                 except queue.Empty:
                     return
                 self.run_one(*job, slot=slot)
 
-        self.pool.in_parallel(work)
+        self.context.pool.in_parallel(work)
 
     def run_one(
         self,
@@ -94,10 +77,10 @@ class Retraining:
     ) -> None:
         """One re-training of `source`'s best params on `target`, unless it finished before."""
         role = "retrain" if source == target else "cross"
-        name = f"{self.study.name}/{architecture}/{target}"
-        config = self.study.run_config(target, architecture, params, seed=seed).as_params()
+        name = f"{self.context.study.name}/{architecture}/{target}"
+        config = self.context.study.run_config(target, architecture, params, seed=seed).as_params()
         tags = {
-            "study": self.study.name,
+            "study": self.context.study.name,
             "role": role,
             "architecture": architecture,
             "backend": target,
@@ -105,23 +88,31 @@ class Retraining:
             "seed": str(seed),
             "config_hash": config_hash(config),
         }
-        if self.tracker.finished_runs(**tags):
-            self.on_event(Skipped(name))
+        if self.context.tracker.finished_runs(**tags):
+            self.context.on_event(Skipped(name))
             return  # resumed: this one is done
-        optuna_name = search.optuna_study_name(self.study, architecture, source)
-        parent = self.tracker.search_run(self.study.name, architecture, source, optuna_name)
+        optuna_name = search.optuna_study_name(self.context.study, architecture, source)
+        parent = self.context.tracker.search_run(
+            self.context.study.name, architecture, source, optuna_name
+        )
         label = f"retrain seed {seed}" if role == "retrain" else f"cross {target} seed {seed}"
-        run_id = self.tracker.start(label, {**tags, "owner": owner_tag()}, parent=parent)
+        run_id = self.context.tracker.start(label, {**tags, "owner": owner_tag()}, parent=parent)
         job_label = f"{name} {source} best config, seed {seed}"
-        self.on_event(RetrainStarted(job_label))
+        self.context.on_event(RetrainStarted(job_label))
         job = TrialJob(
             config=config,
-            data=str(self.places.data),
-            objective=self.study.objective.metric,
+            data=str(self.context.places.data),
+            objective=self.context.study.objective.metric,
             evaluate_test=True,
             folder=str(
-                self.places.out / "jobs" / f"{optuna_name}/{source}-best-on-{target}-seed-{seed}"
+                self.context.places.out
+                / "jobs"
+                / f"{optuna_name}/{source}-best-on-{target}-seed-{seed}"
             ),
         )
-        outcome = self.jobs.execute(job, run_id, job_label, self.pool.environment(slot))
-        self.on_event(RetrainDone(job_label, outcome.state, outcome.metrics, outcome.reason))
+        outcome = self.context.jobs.execute(
+            job, run_id, job_label, self.context.pool.environment(slot)
+        )
+        self.context.on_event(
+            RetrainDone(job_label, outcome.state, outcome.metrics, outcome.reason)
+        )

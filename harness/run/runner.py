@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness import identity, search
+from harness.run.context import RunContext
 from harness.run.events import Event, EventHandler
 from harness.run.places import RunPlaces
 from harness.run.pool import WorkerPool
@@ -51,10 +52,11 @@ class StudyRunner:
         identity.check_identity(study, self.tracker, self.storage)
         (places.out / "jobs").mkdir(parents=True, exist_ok=True)
         jobs = TrackedJobs(self.tracker, places.data, self.pool, self.report)
-        self.searches = Searches(
+        context = RunContext(
             study, places, self.storage, self.tracker, self.pool, jobs, self.report
         )
-        self.retraining = Retraining(study, places, self.tracker, self.pool, jobs, self.report)
+        self.searches = Searches(context)
+        self.retraining = Retraining(context)
 
     def report(self, event: Event) -> None:
         self.on_event(event)  # looked up on each event: the terminal arrives after opening

@@ -18,17 +18,13 @@ from typing import TYPE_CHECKING
 from harness import search
 from harness.ownership import owner_tag
 from harness.run.devices import describe_slot
-from harness.run.events import DeadTrial, EventHandler, SearchOpened, TrialDone, TrialStarted
+from harness.run.events import DeadTrial, SearchOpened, TrialDone, TrialStarted
 from harness.run.tracked import INTERRUPTED
 from harness.run.trial import FAIL, TrialJob
 from harness.stores import sqlite_lock
 
 if TYPE_CHECKING:
-    from harness.run.places import RunPlaces
-    from harness.run.pool import WorkerPool
-    from harness.run.tracked import TrackedJobs
-    from harness.study.schema import Study
-    from harness.tracking import Tracker
+    from harness.run.context import RunContext
 
 IDLE_SECONDS = 3.0  # how often an idle worker looks for dead trials and freed budget
 
@@ -52,76 +48,61 @@ class Search:
 class Searches:
     """Runs every search of a study to its budget on the worker slots of `pool`."""
 
-    def __init__(
-        self,
-        study: Study,
-        places: RunPlaces,
-        storage: search.Storage,
-        tracker: Tracker,
-        pool: WorkerPool,
-        jobs: TrackedJobs,
-        on_event: EventHandler,
-    ) -> None:
-        self.study = study
-        self.places = places
-        self.storage = storage
-        self.tracker = tracker
-        self.pool = pool
-        self.jobs = jobs
-        self.on_event = on_event
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
         # SQLite cannot lock the row of a queued trial, so two slots or processes could both
         # take it; PostgreSQL can (between machines, the storage alone keeps claims apart).
         self.claiming = threading.Lock()
-        self.claiming_file = sqlite_lock(places.storage_url)
+        self.claiming_file = sqlite_lock(context.places.storage_url)
 
     def run_all(self) -> list[Search]:
         """Every search of the study to its budget, on all worker slots; `bench worker`."""
         searches = [
             self.open(architecture, backend)
-            for architecture in self.study.architectures
-            for backend in self.study.backends
+            for architecture in self.context.study.architectures
+            for backend in self.context.study.backends
         ]
-        minutes = self.study.budget.timeout_minutes
+        minutes = self.context.study.budget.timeout_minutes
         deadline = time.monotonic() + 60 * minutes if minutes else None
         try:
-            self.pool.in_parallel(lambda slot: self.work_on(searches, slot, deadline))
+            self.context.pool.in_parallel(lambda slot: self.work_on(searches, slot, deadline))
         except KeyboardInterrupt:
             for opened in searches:
                 if not opened.closed:
-                    self.tracker.finish(opened.parent_run, "KILLED", INTERRUPTED)
+                    self.context.tracker.finish(opened.parent_run, "KILLED", INTERRUPTED)
             raise
         return searches
 
     def open(self, architecture: str, backend: str) -> Search:
-        study = self.study
+        study = self.context.study
         optuna_name = search.optuna_study_name(study, architecture, backend)
-        optuna_study = search.open_search(study, architecture, backend, self.storage)
-        parent = self.tracker.search_run(study.name, architecture, backend, optuna_name)
+        optuna_study = search.open_search(study, architecture, backend, self.context.storage)
+        parent = self.context.tracker.search_run(study.name, architecture, backend, optuna_name)
         opened = Search(architecture, backend, optuna_study, parent)
         self.recover_dead_trials(opened)
         done = search.Tally.of(optuna_study).finished
-        self.on_event(SearchOpened(optuna_name, study.budget.trials, done))
+        self.context.on_event(SearchOpened(optuna_name, study.budget.trials, done))
         return opened
 
     def recover_dead_trials(self, opened: Search) -> None:
         """Close the runs of trials whose process died, and queue their params again."""
         with self.claiming, self.claiming_file:  # one retry per dead trial, also on SQLite
-            dead_trials = search.fail_dead_trials(opened.optuna_study, self.storage)
+            dead_trials = search.fail_dead_trials(opened.optuna_study, self.context.storage)
             for dead in dead_trials:
                 search.requeue(opened.optuna_study, dead)
         for dead in dead_trials:
             run_id = search.linked_run(dead)
             if run_id:
-                self.tracker.set_tags(run_id, trial_state=FAIL)
-                self.tracker.finish(run_id, "KILLED", search.DEAD_REASON)
-            self.on_event(DeadTrial(opened.name, dead.number))
+                self.context.tracker.set_tags(run_id, trial_state=FAIL)
+                self.context.tracker.finish(run_id, "KILLED", search.DEAD_REASON)
+            self.context.on_event(DeadTrial(opened.name, dead.number))
 
     def work_on(self, searches: list[Search], slot: int, deadline: float | None) -> None:
         """One worker slot: run trials of the first search with room in its budget, until all
         are done. A search whose budget is taken by running trials (of any worker, any machine)
         is waited for, as one of them may die and need its place taken again."""
-        budget = self.study.budget.trials or sys.maxsize
-        while not self.pool.stopping.is_set():
+        budget = self.context.study.budget.trials or sys.maxsize
+        while not self.context.pool.stopping.is_set():
             ran = False
             for opened in searches:
                 if opened.closed:
@@ -143,21 +124,21 @@ class Searches:
             if all(opened.closed for opened in searches):
                 return
             if not ran:
-                self.pool.stopping.wait(IDLE_SECONDS)
+                self.context.pool.stopping.wait(IDLE_SECONDS)
 
     def close(self, opened: Search) -> None:
         with opened.lock:
             if not opened.closed:
                 opened.closed = True
-                self.tracker.finish(opened.parent_run, "FINISHED")
+                self.context.tracker.finish(opened.parent_run, "FINISHED")
 
     def run_trial(self, opened: Search, trial: search.Trial, slot: int) -> None:
         """One trial: its MLflow run, its process, then its outcome told to Optuna."""
         name = opened.name
-        params = search.suggest(trial, self.study.search)
-        environment = self.pool.environment(slot)
+        params = search.suggest(trial, self.context.study.search)
+        environment = self.context.pool.environment(slot)
         tags = {
-            "study": self.study.name,
+            "study": self.context.study.name,
             "role": "trial",
             "architecture": opened.architecture,
             "backend": opened.backend,
@@ -167,24 +148,24 @@ class Searches:
             "owner": owner_tag(),
             "worker_slot": f"{slot} ({describe_slot(environment)})",
         }
-        run_id = self.tracker.start(f"trial {trial.number}", tags, parent=opened.parent_run)
+        run_id = self.context.tracker.start(f"trial {trial.number}", tags, parent=opened.parent_run)
         search.link_run(trial, run_id, owner_tag())
         label = f"{name} trial {trial.number}"
-        self.on_event(TrialStarted(label, params))
-        config = self.study.run_config(opened.backend, opened.architecture, params, seed=0)
+        self.context.on_event(TrialStarted(label, params))
+        config = self.context.study.run_config(opened.backend, opened.architecture, params, seed=0)
         job = TrialJob(
             config=config.as_params(),
-            data=str(self.places.data),
-            objective=self.study.objective.metric,
+            data=str(self.context.places.data),
+            objective=self.context.study.objective.metric,
             evaluate_test=False,
-            folder=str(self.places.out / "jobs" / f"{name}/trial-{trial.number}"),
-            storage_url=self.places.storage_url,
+            folder=str(self.context.places.out / "jobs" / f"{name}/trial-{trial.number}"),
+            storage_url=self.context.places.storage_url,
             optuna_study=name,
             trial_number=trial.number,
-            pruner=self.study.pruner.model_dump(exclude_unset=True),
+            pruner=self.context.study.pruner.model_dump(exclude_unset=True),
         )
-        outcome = self.jobs.execute(job, run_id, label, environment)
+        outcome = self.context.jobs.execute(job, run_id, label, environment)
         state, value, reason = outcome.state, outcome.value, outcome.reason
         search.finish_trial(opened.optuna_study, trial, state, value, reason)
         best = search.best_value(opened.optuna_study)
-        self.on_event(TrialDone(label, state, value, best, reason))
+        self.context.on_event(TrialDone(label, state, value, best, reason))
