@@ -259,6 +259,19 @@ def studies() -> None:
 
 @app.command()
 @one_line_errors
+def doctor(
+    backend: Annotated[
+        list[str] | None, typer.Option(help="Backend to check (repeatable) [default: installed].")
+    ] = None,
+) -> None:
+    """Check each backend before a study: versions, device, kernels, threads, logit parity."""
+    from harness.doctor.check import run_doctor
+
+    raise typer.Exit(run_doctor(Console(), backend))
+
+
+@app.command()
+@one_line_errors
 def perf(
     quick: Annotated[
         bool, typer.Option(help="Fewer steps and points: a few minutes on a 2-core CPU.")

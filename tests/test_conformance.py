@@ -30,6 +30,7 @@ from harness.model_spec import (
     count_parameters,
     weight_shapes,
 )
+from harness.reference import reference_logits
 from harness.tasks import predict_logits, token_log_likelihood
 from harness.training import train
 
@@ -198,6 +199,27 @@ def test_predict_batch_is_inference_mode_and_chunks_alike(backend, arch, batch):
     np.testing.assert_array_equal(model.predict_batch(x), logits, err_msg="dropout at inference")
     np.testing.assert_allclose(predict_logits(model, x, batch_size=5), logits, rtol=0, atol=1e-6)
     assert predict_logits(model, x[:0]).shape == (0,)
+
+
+REFERENCE_CASES = [
+    (task, arch, layers)
+    for task, archs in (("classification", ARCHITECTURES), ("language_model", CAUSAL_ARCHITECTURES))
+    for arch in archs
+    for layers in (1, 2)
+]
+
+
+@pytest.mark.parametrize(("task", "arch", "layers"), REFERENCE_CASES)
+def test_predict_batch_is_the_numpy_reference_forward_pass(backend, task, arch, layers, windows):
+    """Logits against `harness.reference`, Keras's cell formulas in numpy: on a CPU in float32
+    every backend agrees with it to 1e-5 (`bench doctor` runs the same check on the device)."""
+    if backend.accelerator() is not None:
+        pytest.skip("on a GPU the gap is `bench doctor`'s to judge (TF32 and fused kernels)")
+    spec = tiny_spec(arch, layers, task=task)
+    model = built(backend, spec)
+    x = windows[0][:4]
+    expected = reference_logits(spec, initial_weights(spec, 3), x)  # the weights `built` loads
+    np.testing.assert_allclose(model.predict_batch(x), expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", CAUSAL_ARCHITECTURES)

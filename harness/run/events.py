@@ -93,8 +93,26 @@ class Measured(Event):
         return {"event": self.wire, "backend": self.backend, **self.point, **self.figures}
 
 
+# -- a `bench doctor` probe (`harness.doctor.probe`) --------------------------------------------
+@dataclass(frozen=True)
+class Diagnosis(Event):
+    """What one backend would run on, and how far its logits are from the numpy reference."""
+
+    wire = "diagnosis"
+    backend: str
+    framework: str
+    version: str
+    device: str
+    gpu: bool
+    cpus: int
+    threads: dict[str, str]  # the thread-count variables set in the environment
+    denormal_mode: str
+    kernels: dict[str, str]  # architecture -> the recurrent kernel it runs
+    parity: dict[str, float]  # architecture -> largest |logit gap| to the reference
+
+
 CHILD_EVENTS: dict[str, type[Event]] = {
-    kind.wire: kind for kind in (Start, Tags, Epoch, Machine, Measuring, Measured)
+    kind.wire: kind for kind in (Start, Tags, Epoch, Machine, Measuring, Measured, Diagnosis)
 }
 
 
