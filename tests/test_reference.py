@@ -1,0 +1,92 @@
+"""What every registered backend computes, beyond its interface: the numpy reference's logits
+(`harness.reference`) and the same numbers again from the same seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends import BACKENDS, Backend, get_backend
+from harness.config import RunConfig
+from harness.data.classification import load_imdb
+from harness.initialization import initial_weights
+from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES, ModelSpec, OptimizerSpec
+from harness.reference import reference_logits
+from harness.training import train
+
+VOCAB = 1000
+
+
+@pytest.fixture(params=tuple(BACKENDS))
+def backend_name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def backend(backend_name) -> Backend:
+    return get_backend(backend_name)
+
+
+@pytest.fixture(scope="module")
+def tiny_imdb(imdb_slice):
+    return load_imdb(imdb_slice, num_words=VOCAB, sequence_length=32)
+
+
+@pytest.fixture(scope="module")
+def windows(tiny_imdb) -> tuple[np.ndarray, np.ndarray]:
+    reviews = tiny_imdb.train.x[:4]
+    return reviews[:, :-1], reviews[:, 1:]
+
+
+def tiny_spec(arch: str, layers: int = 1, **fields) -> ModelSpec:
+    return ModelSpec(arch, VOCAB, embedding_dim=8, hidden_size=8, num_layers=layers, **fields)
+
+
+def built(backend: Backend, spec: ModelSpec):
+    model = backend.build(spec, OptimizerSpec())
+    model.set_weights(initial_weights(spec, 3))
+    return model
+
+
+REFERENCE_CASES = [
+    (task, arch, layers)
+    for task, archs in (("classification", ARCHITECTURES), ("language_model", CAUSAL_ARCHITECTURES))
+    for arch in archs
+    for layers in (1, 2)
+]
+
+
+@pytest.mark.parametrize(("task", "arch", "layers"), REFERENCE_CASES)
+def test_predict_batch_is_the_numpy_reference_forward_pass(backend, task, arch, layers, windows):
+    """Logits against `harness.reference`, Keras's cell formulas in numpy: on a CPU in float32
+    every backend agrees with it to 1e-5 (`bench doctor` runs the same check on the device)."""
+    if backend.accelerator() is not None:
+        pytest.skip("on a GPU the gap is `bench doctor`'s to judge (TF32 and fused kernels)")
+    spec = tiny_spec(arch, layers, task=task)
+    model = built(backend, spec)
+    x = windows[0][:4]
+    expected = reference_logits(spec, initial_weights(spec, 3), x)  # the weights `built` loads
+    np.testing.assert_allclose(model.predict_batch(x), expected, rtol=0, atol=1e-5)
+
+
+def test_same_seed_gives_identical_metrics(backend_name, tiny_imdb):
+    """Through `train`, with dropout on, so the framework's own random numbers are covered too;
+    another seed gives other numbers."""
+    sizes = {"hidden_size": 8, "embedding_dim": 8, "num_words": VOCAB, "sequence_length": 32}
+
+    def config(seed: int) -> RunConfig:
+        return RunConfig(
+            backend=backend_name,
+            architecture="gru",
+            epochs=2,
+            seed=seed,
+            dropout_rate=0.3,
+            batch_size=32,
+            **sizes,
+        )
+
+    first, second = train(config(5), tiny_imdb), train(config(5), tiny_imdb)
+    assert [e.train_loss for e in first.epochs] == [e.train_loss for e in second.epochs]
+    assert [e.val_loss for e in first.epochs] == [e.val_loss for e in second.epochs]
+    assert first.test == second.test
+    assert train(config(6), tiny_imdb).epochs[0].train_loss != first.epochs[0].train_loss
