@@ -1,5 +1,5 @@
-"""Shared fixtures: the real IMDB archive, a small slice cut from it, an isolated cache, and the
-one factory of study files every test writes its studies with."""
+"""Shared fixtures: the real IMDB archive, a small slice cut from it, an isolated cache, the one
+factory of study files every test writes its studies with, and every registered backend."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from backends import BACKENDS, Backend, get_backend
+from harness.data.classification import load_imdb
 from harness.data.slice import SLICE_PER_FOLDER, cut_slice
+
+if os.environ.get("BENCH_TEST_BROKEN_BACKEND") == "1":
+    import broken_backend  # noqa: F401  (registers the deliberately broken "broken" backend)
 
 pytest_plugins = ("servers",)  # the real-server fixtures: server, postgres
 
@@ -116,3 +121,24 @@ def write_study(folder: Path, **tables: dict[str, object] | None) -> Path:
 def study_file():
     """The study-file factory, `write_study(folder, **tables)`, for fixtures of any scope."""
     return write_study
+
+
+# -- every registered backend, for the suites that hold each one to the same standard ----------
+TINY_VOCAB = 1000  # the vocabulary of `tiny_imdb`
+
+
+@pytest.fixture(params=tuple(BACKENDS))
+def backend_name(request) -> str:
+    """Each registered backend by name (with BENCH_TEST_BROKEN_BACKEND=1, the broken one too)."""
+    return request.param
+
+
+@pytest.fixture
+def backend(backend_name) -> Backend:
+    return get_backend(backend_name)
+
+
+@pytest.fixture(scope="module")
+def tiny_imdb(imdb_slice):
+    """The slice encoded with a 1000-word vocabulary and 32 tokens per review."""
+    return load_imdb(imdb_slice, num_words=TINY_VOCAB, sequence_length=32)

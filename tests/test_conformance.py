@@ -14,11 +14,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import TINY_VOCAB
 
 from backends import BACKENDS, Backend, TrainableModel, Weights, get_backend
 from harness import metrics
 from harness.config import RunConfig
-from harness.data.classification import load_imdb
 from harness.errors import BenchError
 from harness.execution import ExecutionOptions
 from harness.initialization import initial_weights
@@ -33,11 +33,7 @@ from harness.model_spec import (
 from harness.tasks import predict_logits, token_log_likelihood
 from harness.training import train
 
-if os.environ.get("BENCH_TEST_BROKEN_BACKEND") == "1":
-    import broken_backend  # noqa: F401  (registers the "broken" backend)
-
-BACKEND_NAMES = tuple(BACKENDS)
-VOCAB = 1000
+VOCAB = TINY_VOCAB  # the vocabulary of the `tiny_imdb` fixture
 KERNELS = ("cudnn", "onednn", "generic")
 SLOW = pytest.mark.slow
 
@@ -45,21 +41,6 @@ SLOW = pytest.mark.slow
 def quick_gru(architectures: tuple[str, ...]) -> list:
     """`architectures` as parameters: the GRU in the quick set, the others marked slow."""
     return [pytest.param(a, marks=() if a == "gru" else SLOW) for a in architectures]
-
-
-@pytest.fixture(params=BACKEND_NAMES)
-def backend_name(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def backend(backend_name) -> Backend:
-    return get_backend(backend_name)
-
-
-@pytest.fixture(scope="module")
-def tiny_imdb(imdb_slice):
-    return load_imdb(imdb_slice, num_words=VOCAB, sequence_length=32)
 
 
 @pytest.fixture(scope="module")

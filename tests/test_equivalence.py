@@ -9,8 +9,6 @@ moment it is registered; `BENCH_TEST_BROKEN_BACKEND=1` adds a deliberately broke
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -34,9 +32,6 @@ from harness.model_spec import (
     count_parameters,
 )
 from harness.training import epoch_batches
-
-if os.environ.get("BENCH_TEST_BROKEN_BACKEND") == "1":
-    import broken_backend  # noqa: F401  (registers the "broken" backend)
 
 PAIRS = backend_pairs()
 PAIR_IDS = [f"{a}-{b}" for a, b in PAIRS]

@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import TINY_VOCAB
 
-from backends import BACKENDS, Backend, get_backend
+from backends import Backend
 from harness.config import RunConfig
-from harness.data.classification import load_imdb
 from harness.initialization import initial_weights
 from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES, ModelSpec, OptimizerSpec
 from harness.reference import reference_logits
 from harness.training import train
 
-VOCAB = 1000
-
-
-@pytest.fixture(params=tuple(BACKENDS))
-def backend_name(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def backend(backend_name) -> Backend:
-    return get_backend(backend_name)
-
-
-@pytest.fixture(scope="module")
-def tiny_imdb(imdb_slice):
-    return load_imdb(imdb_slice, num_words=VOCAB, sequence_length=32)
+VOCAB = TINY_VOCAB  # the vocabulary of the `tiny_imdb` fixture
 
 
 @pytest.fixture(scope="module")
