@@ -38,3 +38,23 @@ def test_ci_runs_the_readme_test_command_verbatim():
         if "pytest" in line and not line.lstrip().startswith("#")
     ]
     assert commands == [quick_start()[1]]
+
+
+def test_the_layout_section_names_every_module():
+    """README's layout and the tree agree: each package and module of harness/ and backends/ is
+    named there (and in docs/layout.md), so a new module cannot arrive unexplained."""
+    layout = README.read_text().split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    diagram = (REPO / "docs" / "layout.md").read_text()
+    for top in ("harness", "backends"):
+        for path in sorted((REPO / top).rglob("*.py")):
+            if path.name in ("__init__.py", "__main__.py"):
+                continue
+            stem = path.stem
+            assert re.search(rf"\b{stem}\b", layout), (
+                f"README's layout misses {path.relative_to(REPO)}"
+            )
+            assert re.search(rf"\b{stem}\b", diagram), (
+                f"docs/layout.md misses {path.relative_to(REPO)}"
+            )
+        for package in sorted(p for p in (REPO / top).iterdir() if (p / "__init__.py").is_file()):
+            assert f"{package.name}/" in layout, f"README's layout misses {package.name}/"
