@@ -20,7 +20,7 @@ import subprocess
 import time
 import urllib.request
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +33,8 @@ from mlflow.tracking import MlflowClient
 import harness
 from harness.errors import BenchError
 from harness.stores import sqlalchemy_url, sqlite_lock
+
+PAGE = 1000  # runs per search request (MLflow's default page size)
 
 PARENT_TAG = "mlflow.parentRunId"
 RUN_COLUMNS = ["run_id", "status", "start_time"]  # `runs_frame`'s columns besides tags.x etc.
@@ -195,18 +197,29 @@ class Tracker:
             self.client.set_tag(run_id, "failure_reason", reason[:5000])
         self.client.set_terminated(run_id, status)
 
-    def finished_runs(self, **tags: str) -> list:
-        return self.client.search_runs([self.experiment_id], run_filter(tags, "FINISHED"))
+    def _search(self, where: str) -> Iterator[Run]:
+        """Every run of the experiment matching `where`, page by page: a search returns one page
+        (`PAGE` runs), and a study on a GPU can hold more runs than that."""
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], where, max_results=PAGE, page_token=token
+            )
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def finished_runs(self, **tags: str) -> list[Run]:
+        return list(self._search(run_filter(tags, "FINISHED")))
 
     def running_runs(self, roles: tuple[str, ...]) -> list[str]:
         """Runs of these roles still marked RUNNING (live, or orphaned by a killed process)."""
-        found = []
-        for role in roles:
-            runs = self.client.search_runs(
-                [self.experiment_id], run_filter({"role": role}, "RUNNING")
-            )
-            found += [run.info.run_id for run in runs]
-        return found
+        return [
+            run.info.run_id
+            for role in roles
+            for run in self._search(run_filter({"role": role}, "RUNNING"))
+        ]
 
     def tag(self, run_id: str, key: str) -> str | None:
         return self.client.get_run(run_id).data.tags.get(key)
@@ -219,15 +232,7 @@ class Tracker:
         Paged through the client rather than `mlflow.search_runs`, which reads the process-wide
         tracking URI, so reading never changes global MLflow state.
         """
-        rows, token, where = [], None, run_filter(tags)
-        while True:
-            page = self.client.search_runs(
-                [self.experiment_id], where, max_results=1000, page_token=token
-            )
-            rows += [_flat(run) for run in page]
-            token = page.token
-            if not token:
-                break
+        rows = [_flat(run) for run in self._search(run_filter(tags))]
         return pd.DataFrame(rows, columns=None if rows else RUN_COLUMNS)
 
     def metric_history(self, run_id: str, key: str) -> list[float]:

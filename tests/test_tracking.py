@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import tracking
 from harness.tracking import Tracker, run_filter
 
 QUOTED = ["it's", 'say "hi"', "plain", "it''s", "back\\slash", "50%_off"]
@@ -70,3 +71,16 @@ def test_the_dataset_input_is_logged_through_public_entities(
     assert dataset.resolve().as_uri() in logged.dataset.source
     assert [(t.key, t.value) for t in logged.tags] == [("mlflow.data.context", "training")]
     assert run.data.params["epochs"] == "3" and run.data.tags["device"] == "cpu"
+
+
+def test_every_search_reads_all_pages(tracker: Tracker, monkeypatch) -> None:
+    """A search returns one page of runs; a study with more runs than a page must still see
+    them all (pages of 2 here stand in for MLflow's 1000)."""
+    monkeypatch.setattr(tracking, "PAGE", 2)
+    finished = [tracker.start(f"r{i}", {"role": "retrain", "study": "s"}) for i in range(5)]
+    running = [tracker.start(f"c{i}", {"role": "cross", "study": "s"}) for i in range(3)]
+    for run_id in finished:
+        tracker.finish(run_id, "FINISHED")
+    assert {r.info.run_id for r in tracker.finished_runs(study="s")} == set(finished)
+    assert set(tracker.running_runs(roles=("retrain", "cross"))) == set(running)
+    assert len(tracker.runs_frame(study="s")) == 8
