@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from helpers import TINY_VOCAB
 
 from backends import BACKENDS, Backend, get_backend
 from harness.data.classification import load_imdb
@@ -124,7 +125,6 @@ def study_file():
 
 
 # -- every registered backend, for the suites that hold each one to the same standard ----------
-TINY_VOCAB = 1000  # the vocabulary of `tiny_imdb`
 
 
 @pytest.fixture(params=tuple(BACKENDS))
@@ -142,3 +142,10 @@ def backend(backend_name) -> Backend:
 def tiny_imdb(imdb_slice):
     """The slice encoded with a 1000-word vocabulary and 32 tokens per review."""
     return load_imdb(imdb_slice, num_words=TINY_VOCAB, sequence_length=32)
+
+
+@pytest.fixture(scope="module")
+def windows(tiny_imdb):
+    """Next-word inputs and targets for a language model: each review shifted by one token."""
+    reviews = tiny_imdb.train.x[:4]
+    return reviews[:, :-1], reviews[:, 1:]

@@ -14,9 +14,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import TINY_VOCAB
+from helpers import TINY_VOCAB, WEIGHTS_SEED, built, tiny_spec
 
-from backends import BACKENDS, Backend, TrainableModel, Weights, get_backend
+from backends import BACKENDS, TrainableModel, Weights, get_backend
 from harness import metrics
 from harness.config import RunConfig
 from harness.errors import BenchError
@@ -48,25 +48,8 @@ def batch(tiny_imdb) -> tuple[np.ndarray, np.ndarray]:
     return tiny_imdb.train.x[:16], tiny_imdb.train.y[:16]
 
 
-@pytest.fixture(scope="module")
-def windows(tiny_imdb) -> tuple[np.ndarray, np.ndarray]:
-    """Next-word inputs and targets for a language model: each review shifted by one token."""
-    reviews = tiny_imdb.train.x[:4]
-    return reviews[:, :-1], reviews[:, 1:]
-
-
-def tiny_spec(arch: str, layers: int = 1, **fields) -> ModelSpec:
-    return ModelSpec(arch, VOCAB, embedding_dim=8, hidden_size=8, num_layers=layers, **fields)
-
-
-def built(backend: Backend, spec: ModelSpec, **optimizer) -> TrainableModel:
-    model = backend.build(spec, OptimizerSpec(**optimizer))
-    model.set_weights(initial_weights(spec, 3))
-    return model
-
-
 def assert_initial_weights(model: TrainableModel, spec: ModelSpec) -> None:
-    initial = initial_weights(spec, 3)
+    initial = initial_weights(spec, WEIGHTS_SEED)
     for name, value in model.get_weights().items():
         np.testing.assert_array_equal(value, initial[name], err_msg=f"{name} moved")
 

@@ -5,32 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TINY_VOCAB
+from helpers import TINY_VOCAB, WEIGHTS_SEED, built, tiny_spec
 
-from backends import Backend
 from harness.config import RunConfig
 from harness.initialization import initial_weights
-from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES, ModelSpec, OptimizerSpec
+from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
 from harness.reference import reference_logits
 from harness.training import train
 
 VOCAB = TINY_VOCAB  # the vocabulary of the `tiny_imdb` fixture
-
-
-@pytest.fixture(scope="module")
-def windows(tiny_imdb) -> tuple[np.ndarray, np.ndarray]:
-    reviews = tiny_imdb.train.x[:4]
-    return reviews[:, :-1], reviews[:, 1:]
-
-
-def tiny_spec(arch: str, layers: int = 1, **fields) -> ModelSpec:
-    return ModelSpec(arch, VOCAB, embedding_dim=8, hidden_size=8, num_layers=layers, **fields)
-
-
-def built(backend: Backend, spec: ModelSpec):
-    model = backend.build(spec, OptimizerSpec())
-    model.set_weights(initial_weights(spec, 3))
-    return model
 
 
 REFERENCE_CASES = [
@@ -50,7 +33,7 @@ def test_predict_batch_is_the_numpy_reference_forward_pass(backend, task, arch, 
     spec = tiny_spec(arch, layers, task=task)
     model = built(backend, spec)
     x = windows[0][:4]
-    expected = reference_logits(spec, initial_weights(spec, 3), x)  # the weights `built` loads
+    expected = reference_logits(spec, initial_weights(spec, WEIGHTS_SEED), x)
     np.testing.assert_allclose(model.predict_batch(x), expected, rtol=0, atol=1e-5)
 
 
