@@ -14,6 +14,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from backends.base import Backend, TrainableModel, Weights
+from backends.keras_loading import select_keras_backend
 from harness.errors import BenchError
 
 
@@ -31,6 +32,8 @@ class BackendInfo:
     # the pool that runs independent ops side by side (workers already run side by side).
     thread_variables: tuple[str, ...] = ()
     interop_thread_variables: tuple[str, ...] = ()
+    # The Keras backend (`KERAS_BACKEND`) it runs Keras on; None for a backend without Keras.
+    keras_backend: str | None = None
 
     def missing_packages(self) -> list[str]:
         """The packages that cannot be found; nothing is imported to find out."""
@@ -52,12 +55,28 @@ BACKENDS: dict[str, BackendInfo] = {
             packages=("keras", "tensorflow"),
             thread_variables=("TF_NUM_INTRAOP_THREADS",),
             interop_thread_variables=("TF_NUM_INTEROP_THREADS",),
+            keras_backend="tensorflow",
         ),
         BackendInfo(
             name="torch",
             module="backends.torch_backend",
             display_name="PyTorch",
             packages=("torch",),  # its pools follow OMP_NUM_THREADS, which the harness sets
+        ),
+        BackendInfo(
+            name="keras-jax",
+            module="backends.keras_jax_backend",
+            display_name="Keras (JAX)",
+            packages=("keras", "jax"),
+            extra="jax",
+            keras_backend="jax",
+        ),
+        BackendInfo(
+            name="keras-torch",
+            module="backends.keras_torch_backend",
+            display_name="Keras (PyTorch)",
+            packages=("keras", "torch"),
+            keras_backend="torch",
         ),
     )
 }
@@ -94,5 +113,12 @@ def check_backend(name: str) -> BackendInfo:
 
 
 def get_backend(name: str) -> Backend:
-    """The backend called `name`, its framework imported now (and only that framework)."""
-    return importlib.import_module(check_backend(name).module).BACKEND
+    """The backend called `name`, its framework imported now (and only that framework).
+
+    A Keras backend sets `KERAS_BACKEND` first; a process that already loaded Keras on another
+    backend gets a one-line error (`backends.keras_loading`).
+    """
+    info = check_backend(name)
+    if info.keras_backend is not None:
+        select_keras_backend(name, info.keras_backend)
+    return importlib.import_module(info.module).BACKEND

@@ -41,8 +41,10 @@ def _recurrent_layer(
     spec: ModelSpec, return_sequences: bool, options: ExecutionOptions = PLAIN
 ) -> layers.Layer:
     units, dtype = spec.hidden_size, POLICIES[options.precision]
-    # XLA cannot compile TensorFlow's cuDNN op, so a compiled step takes the generic kernel.
-    fused = {"use_cudnn": "auto" if options.cudnn and not options.jit_compile else False}
+    # XLA cannot compile TensorFlow's cuDNN op, so a compiled TensorFlow step takes the generic
+    # kernel; JAX compiles its cuDNN LSTM inside `jax.jit`.
+    compiled_tf = options.jit_compile and keras.backend.backend() == "tensorflow"
+    fused = {"use_cudnn": "auto" if options.cudnn and not compiled_tf else False}
     match spec.architecture:
         case "simple_rnn":
             return layers.SimpleRNN(units, return_sequences=return_sequences, dtype=dtype)

@@ -11,7 +11,8 @@ import pytest
 import tomli_w
 from helpers import TINY_VOCAB
 
-from backends import BACKENDS, Backend, get_backend
+from backends import BACKENDS, Backend
+from backends.equivalence import comparable_backend
 from harness.data.classification import load_imdb
 from harness.data.slice import SLICE_PER_FOLDER, cut_slice
 
@@ -135,7 +136,28 @@ def backend_name(request) -> str:
 
 @pytest.fixture
 def backend(backend_name) -> Backend:
-    return get_backend(backend_name)
+    """The backend, with Keras reloaded first where it runs on another Keras backend."""
+    return comparable_backend(backend_name)
+
+
+def keras_rank(item: pytest.Item) -> int:
+    """Which Keras backend a test needs, as a rank: 0 for none (or no backend parameter).
+
+    Keras runs on one backend per process; `comparable_backend` reloads it when a test needs
+    another, which costs seconds. Ordering each file's tests by this rank reloads it at most
+    once per Keras backend and file.
+    """
+    order = [None, *(info.keras_backend for info in BACKENDS.values() if info.keras_backend)]
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for value in params.values():
+        if isinstance(value, str) and value in BACKENDS:
+            return order.index(BACKENDS[value].keras_backend)
+    return 0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    files = {item.path: index for index, item in reversed(list(enumerate(items)))}
+    items.sort(key=lambda item: (files[item.path], keras_rank(item)))
 
 
 @pytest.fixture(scope="module")

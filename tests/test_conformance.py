@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from helpers import TINY_VOCAB, WEIGHTS_SEED, built, tiny_spec
 
-from backends import BACKENDS, TrainableModel, Weights, get_backend
+from backends import BACKENDS, TrainableModel, Weights
 from harness import metrics
 from harness.config import RunConfig
 from harness.errors import BenchError
@@ -189,7 +189,7 @@ def test_language_model_scoring_runs_at_the_training_precision(backend, arch, wi
 
 @pytest.mark.parametrize("arch", quick_gru(ARCHITECTURES))
 def test_training_reports_every_epoch_the_test_metrics_and_the_run_tags(
-    backend_name, arch, tiny_imdb
+    backend_name, backend, arch, tiny_imdb
 ):
     """The harness's training loop (`harness.training.train`) on each backend."""
     seen, started = [], []
@@ -210,7 +210,7 @@ def test_training_reports_every_epoch_the_test_metrics_and_the_run_tags(
     assert result.time_to_first_epoch >= result.epochs[0].epoch_seconds
     assert result.parameter_count == count_parameters(config.model_spec())
     assert result.memory["peak_rss_bytes"] > 50 * 2**20
-    on_gpu = get_backend(backend_name).accelerator() is not None
+    on_gpu = backend.accelerator() is not None
     assert ("peak_gpu_memory_bytes" in result.memory) == on_gpu
     tags = result.execution_tags()
     assert tags["kernel"] in (*KERNELS, "unknown") and tags["denormal_mode"].startswith("flush")

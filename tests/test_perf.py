@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from helpers import bench
 
+from backends import BACKENDS
 from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.execution import FP16_NEEDS_GPU, ExecutionOptions
@@ -213,12 +214,12 @@ def test_study_can_fix_execution_options(tmp_path: Path):
         load_study(path)
 
 
-@pytest.mark.parametrize("name", ["keras", "torch"])
+@pytest.mark.parametrize("name", tuple(BACKENDS))
 def test_fp16_without_a_gpu_is_refused_in_one_line(name):
-    from backends import get_backend
+    from backends.equivalence import comparable_backend
     from harness.model_spec import ModelSpec, OptimizerSpec
 
-    backend = get_backend(name)
+    backend = comparable_backend(name)
     if backend.accelerator() is not None:
         pytest.skip("fp16 runs on this machine's GPU")
     with pytest.raises(BenchError, match="fp16 needs one"):
@@ -229,14 +230,14 @@ def test_fp16_without_a_gpu_is_refused_in_one_line(name):
         )
 
 
-@pytest.mark.parametrize("name", ["keras", "torch"])
+@pytest.mark.parametrize("name", tuple(BACKENDS))
 def test_a_fast_path_the_machine_refuses_is_recorded_and_the_run_goes_on(name, imdb_slice):
     """As a CPU without AVX-512 refuses PyTorch's bf16 LSTM, a CPU refuses fp16 here (tried on
     purpose, as if it needed no GPU): the option's row says why; a plain point's error is fatal."""
-    from backends import get_backend
+    from backends.equivalence import comparable_backend
     from harness.perf.measure import measure_point
 
-    backend = get_backend(name)
+    backend = comparable_backend(name)
     if backend.accelerator() is not None:
         pytest.skip("fp16 runs on this machine's GPU")
     plan = build_plan(True, {"steps": 1, "passes": 1}).as_dict()
@@ -255,10 +256,10 @@ def test_a_fast_path_the_machine_refuses_is_recorded_and_the_run_goes_on(name, i
 def test_torch_bf16_lstm_runs_where_the_cpu_has_bf16_and_is_one_line_where_not():
     import torch
 
-    from backends import get_backend
+    from backends.equivalence import comparable_backend
     from harness.model_spec import ModelSpec, OptimizerSpec
 
-    backend = get_backend("torch")
+    backend = comparable_backend("torch")
     if backend.accelerator() is not None:
         pytest.skip("this machine's GPU runs bf16 LSTMs")
     spec = ModelSpec("lstm", vocab_size=50, embedding_dim=4, hidden_size=4)

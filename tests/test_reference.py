@@ -37,7 +37,7 @@ def test_predict_batch_is_the_numpy_reference_forward_pass(backend, task, arch, 
     np.testing.assert_allclose(model.predict_batch(x), expected, rtol=0, atol=1e-5)
 
 
-def test_same_seed_gives_identical_metrics(backend_name, tiny_imdb):
+def test_same_seed_gives_identical_metrics(backend_name, backend, tiny_imdb):
     """Through `train`, with dropout on, so the framework's own random numbers are covered too;
     another seed gives other numbers."""
     sizes = {"hidden_size": 8, "embedding_dim": 8, "num_words": VOCAB, "sequence_length": 32}
