@@ -150,6 +150,11 @@ class Backend(ABC):
     def peak_device_memory(self) -> int | None:
         """Peak bytes the framework allocated on the GPU since the reset; None on CPU."""
 
+    def runtime_tags(self) -> dict[str, str]:
+        """Facts of the framework's set-up in this process that a run records as tags, beyond
+        framework, version and device: e.g. the backend Keras really loaded. None by default."""
+        return {}
+
     def synchronize(self) -> None:
         """Optional (`bench perf`): wait for all work queued on the device, so that a clock read
         after it is honest."""

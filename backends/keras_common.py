@@ -122,9 +122,8 @@ class KerasBackendBase(Backend):
     def framework_version(self) -> str:
         raise NotImplementedError
 
-    def keras_backend(self) -> str:
-        """The Keras backend this process really loaded, for the run's tags."""
-        return keras.backend.backend()
+    def runtime_tags(self) -> dict[str, str]:
+        return {"keras_backend": keras.backend.backend()}  # what this process really loaded
 
     def seed(self, seed: int) -> None:
         keras.utils.set_random_seed(seed)  # Python, numpy and the backend's own generator

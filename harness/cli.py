@@ -158,11 +158,15 @@ def _run_with_progress(
 ) -> tuple[Study, RunPlaces]:
     """The shared body of `bench run` and `bench worker`: searches (and re-trainings) with
     live progress; Ctrl-C or SIGTERM closes the running work as interrupted and exits 130."""
+    from backends import check_backend
     from harness.data.source import resolve_source
     from harness.study.schema import load_study
 
-    # Input first: a broken study file or data path is reported before the heavy imports.
+    # Input first: a broken study file or data path, or a backend whose framework is not
+    # installed, is reported before the heavy imports.
     definition = load_study(study)
+    for backend in definition.backends:
+        check_backend(backend)
     source = resolve_source(data)
     from harness.console import StudyProgress
     from harness.data.corpus import load_corpus
@@ -285,7 +289,7 @@ def perf(
     ] = None,
     backend: Annotated[
         list[str] | None,
-        typer.Option(help="Backend to measure (repeatable) [default: every registered one]."),
+        typer.Option(help="Backend to measure (repeatable) [default: every installed one]."),
     ] = None,
     steps: Annotated[
         int | None, typer.Option(min=1, help="Batches per timed pass.", show_default=False)

@@ -4,6 +4,25 @@ factory of study files every test writes its studies with, and every registered 
 from __future__ import annotations
 
 import os
+
+
+def _pin_this_worker_to_its_own_cores() -> None:
+    """Under pytest-xdist, give each worker its share of the cores, before any framework (or
+    numpy's BLAS) starts a thread pool: every framework sizes its pools by the cores it may run
+    on, so two workers no longer oversubscribe the machine. PyTorch's spin-waiting threads ran
+    about 10x slower when they did (docs/benchmarks.md). Subprocesses inherit the share."""
+    worker, count = (
+        os.environ.get("PYTEST_XDIST_WORKER"),
+        os.environ.get("PYTEST_XDIST_WORKER_COUNT"),
+    )
+    if not worker or not count or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= int(count) > 1:
+        os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) :: int(count)])
+
+
+_pin_this_worker_to_its_own_cores()
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -6,9 +6,10 @@ import dataclasses
 import inspect
 import socket
 import subprocess
+import sys
 
 import pytest
-from helpers import bench
+from helpers import REPO, bench
 
 from backends import BACKENDS
 from harness.config import RunConfig
@@ -16,7 +17,7 @@ from harness.model_spec import ARCHITECTURES, ModelSpec
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["keras", "torch"])
+@pytest.mark.parametrize("backend", tuple(BACKENDS))
 def test_train_prints_epochs_and_test_metrics(backend, imdb_slice):
     done = bench(
         "train",
@@ -230,14 +231,34 @@ def test_an_unknown_backend_is_refused_before_any_data_is_read(tmp_path):
     assert "'--backend'" in line and "received 'jax'" in line and "missing" not in line
 
 
+def test_a_study_backend_whose_framework_is_missing_stops_the_run_before_any_work(tmp_path):
+    """In a process where jax cannot be imported (as without the extra): one line naming the
+    extra, exit code 2, and no store and no data touched."""
+    code = "import sys; sys.modules['jax'] = None; from harness.cli import main; main()"
+    out, data = tmp_path / "out", tmp_path / "missing.tar.gz"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "run", "--study", "imdb-quick", "--out", str(out)]
+        + ["--data", str(data)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 2
+    assert error_lines(done) == [
+        "error: backend keras-jax: expected jax to be installed; it is not (pip install "
+        '"rnnbench[jax]")'
+    ]
+    assert not out.exists()
+
+
 def test_dry_run_prints_the_plan_and_opens_no_store(tmp_path, fresh_cache):
     out = tmp_path / "out"
     done = bench("run", "--study", "imdb-quick", "--dry-run", "--out", str(out))
     assert done.returncode == 0, done.stderr
     plan = done.stdout
-    assert "searches: 8, one per (architecture, backend), each stopping at 2 trials" in plan
-    assert "re-trainings: the best of each search on 2 seeds (16 runs)" in plan
-    assert "(16 runs)" in plan.split("cross runs:")[1]
+    assert "searches: 16, one per (architecture, backend), each stopping at 1 trial or" in plan
+    assert "re-trainings: the best of each search on 2 seeds (32 runs)" in plan
+    assert "cross runs: none" in plan and "baseline of the report: torch" in plan
     assert f"Optuna storage: sqlite:///{out / 'optuna.db'}" in plan and "MLflow tracking: " in plan
     assert "on first use" in plan  # no --data: the download is planned, not made
     assert list(out.iterdir()) == []  # checked writable, nothing stored

@@ -86,6 +86,8 @@ def test_registry_entry_and_device_describe_the_backend(backend_name, backend):
     assert info.display_name and not info.missing_packages()
     accelerator = backend.accelerator()
     assert accelerator is None or (isinstance(accelerator, str) and accelerator)
+    expected_tags = {"keras_backend": info.keras_backend} if info.keras_backend else {}
+    assert backend.runtime_tags() == expected_tags
     backend.reset_peak_device_memory()
     assert (backend.peak_device_memory() is None) == (accelerator is None)
 

@@ -4,6 +4,8 @@ reference; exit code 0 when all is well, 1 with one line per problem."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,31 @@ def test_bench_doctor_checks_every_installed_backend_and_exits_0():
     for arch in ARCHITECTURES:
         assert f"│ {arch} " in done.stdout
     assert "all well" in done.stdout and "OFF" not in done.stdout
+
+
+def test_a_missing_core_framework_is_a_problem_and_a_missing_extra_a_note(monkeypatch):
+    core = BackendInfo("core", "backends.core", "Core", ("no_such_framework",))
+    extra = BackendInfo("extra", "backends.extra", "Extra", ("no_such_framework",), "jax")
+    monkeypatch.setattr("harness.doctor.check.BACKENDS", {"core": core, "extra": extra})
+    findings = diagnose()
+    assert findings.problems == ["core: not installed (pip install no_such_framework)"]
+    assert findings.not_installed == ['extra: not installed (pip install "rnnbench[jax]")']
+    assert findings.diagnoses == []
+
+
+def test_a_backend_asked_for_whose_framework_is_missing_fails_in_one_line():
+    """In a process where jax cannot be imported (as without the extra), nothing is probed."""
+    code = "import sys; sys.modules['jax'] = None; from harness.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "doctor", "--backend", "keras-jax"],
+        capture_output=True,
+        text=True,
+        cwd=TESTS.parent,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        'problem: keras-jax: not installed (pip install "rnnbench[jax]")'
+    ]
 
 
 def test_an_unknown_backend_is_one_line_and_exit_code_2():

@@ -23,12 +23,14 @@ def test_quick_start_is_two_commands_from_the_same_fresh_environment():
     pins = [re.findall(r"torch==(\S+)", command) for command in (study, tests)]
     assert pins[0] == pins[1] and len(pins[0]) == 1  # the same PyTorch build in both
     assert f"drop `torch=={pins[0][0]}`" in README.read_text()  # and in the words around them
-    assert " && pip install -e . && bench run --study " in study
-    assert tests.endswith(' && pip install -e ".[test]" && pytest')
+    assert ' && pip install -e ".[jax]" && bench run --study ' in study
+    assert tests.endswith(' && pip install -e ".[test,jax]" && pytest')
     name = re.search(r"--study (\S+)", study)
     assert name and (REPO / "studies" / f"{name.group(1)}.toml").is_file()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert "test" in project["optional-dependencies"] and "bench" in project["scripts"]
+    assert {"test", "jax"} <= set(project["optional-dependencies"]) and "bench" in project[
+        "scripts"
+    ]
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

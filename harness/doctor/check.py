@@ -1,8 +1,9 @@
 """`bench doctor`: run each backend's probe, judge what it found, print one table.
 
 Exit code 0 when every installed backend is well; 1 with one line per problem (a probe that
-failed, logits off the reference, a backend asked for by name that is not installed). Backends
-that are not installed and were not asked for are listed, with the extra that installs them.
+failed, logits off the reference, a backend asked for by name or of the core install whose
+framework is missing). Backends of an extra that is not installed, and not asked for, are
+listed with the extra that installs them.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def diagnose(names: list[str] | None = None) -> Findings:
         for name in names or list(BACKENDS):
             info = BACKENDS[name]
             if info.missing_packages():
+                # A core dependency missing is a broken install; an extra is the user's choice.
                 note = f"{name}: not installed ({info.install_hint()})"
-                (findings.problems if names else findings.not_installed).append(note)
+                wanted = names or info.extra is None
+                (findings.problems if wanted else findings.not_installed).append(note)
                 continue
             diagnosis, failure = probe_backend(name, Path(tmp))
             if diagnosis is None:
@@ -115,10 +118,10 @@ def run_doctor(console: Console, names: list[str] | None = None) -> int:
     for table in render(findings):
         console.print(table)
     for note in findings.not_installed:
-        console.print(note, highlight=False, soft_wrap=True)
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
     errors = Console(stderr=True)
     for problem in findings.problems:
-        errors.print(f"problem: {problem}", highlight=False, soft_wrap=True)
+        errors.print(f"problem: {problem}", highlight=False, markup=False, soft_wrap=True)
     if not findings.problems:
         console.print(
             f"all well: logits within {TOLERANCE[False]:.0e} of the reference on a CPU, "

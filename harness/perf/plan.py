@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from backends import BACKENDS
+from backends import BACKENDS, check_backend
 from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.execution import ExecutionOptions
@@ -61,10 +61,15 @@ FAST_PATHS: tuple[tuple[str, dict[str, object], bool], ...] = (
 RUN_DEFAULTS = {item.name: item.default for item in fields(RunConfig)}
 
 
+def installed_backends() -> tuple[str, ...]:
+    """Every registered backend whose framework is installed: `bench perf`'s default."""
+    return tuple(name for name, info in BACKENDS.items() if not info.missing_packages())
+
+
 @dataclass(frozen=True)
 class PerfPlan:
     architectures: tuple[str, ...] = ARCHITECTURES
-    backends: tuple[str, ...] = tuple(BACKENDS)
+    backends: tuple[str, ...] = field(default_factory=lambda: installed_backends())
     steps: int = 10  # batches per pass
     passes: int = 8  # measured passes, after the warm-up ones (WARMUP_ALLOWANCE more are timed)
     # The shape of the main table: `bench train`'s defaults (RunConfig, the one place they live).
@@ -89,6 +94,8 @@ class PerfPlan:
                     raise BenchError(
                         f"{name}: expected one of {', '.join(valid)}; received {item!r}"
                     )
+        for backend in self.backends:
+            check_backend(backend)  # a framework that is not installed: one line, before work
         for name in ("steps", "passes", "sequence_length", "batch_size", "threads"):
             if getattr(self, name) < 1:
                 raise BenchError(f"{name}: expected >= 1; received {getattr(self, name)}")

@@ -86,6 +86,7 @@ def run(job: TrialJob) -> Outcome:
                 "framework": framework,
                 "framework_version": version,
                 "device": backend.accelerator() or cpu_model(),
+                **backend.runtime_tags(),
             },
         )
     )

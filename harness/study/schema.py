@@ -105,7 +105,8 @@ class Study(BaseModel):
 
     def plan(self) -> list[str]:
         """What running the study means, as lines for a person (`bench run --dry-run`)."""
-        limits = [f"{self.budget.trials} trials"] if self.budget.trials else []
+        trials = self.budget.trials
+        limits = [f"{trials} trial{'s' if trials != 1 else ''}"] if trials else []
         if self.budget.timeout_minutes:
             limits.append(f"{self.budget.timeout_minutes:g} minutes")
         searches = len(self.architectures) * len(self.backends)
