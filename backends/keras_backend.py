@@ -16,6 +16,7 @@ from backends.keras_loading import select_keras_backend
 select_keras_backend("keras", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -152,7 +153,7 @@ class KerasBackend(KerasBackendBase):
         return tf.config.experimental.get_device_details(self.gpus[0]).get("device_name", "GPU")
 
     def seed(self, seed: int) -> None:
-        super().seed(seed)
+        keras.utils.set_random_seed(seed)  # Python, numpy and TensorFlow
         tf.config.experimental.enable_op_determinism()
 
     def build_model(

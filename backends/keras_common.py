@@ -9,6 +9,7 @@ device, and the synchronisation and memory figures of its framework.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 
@@ -126,7 +127,13 @@ class KerasBackendBase(Backend):
         return {"keras_backend": keras.backend.backend()}  # what this process really loaded
 
     def seed(self, seed: int) -> None:
-        keras.utils.set_random_seed(seed)  # Python, numpy and the backend's own generator
+        """Python's and numpy's generators: Keras draws each layer's dropout seed from Python's.
+
+        Not `keras.utils.set_random_seed`, which imports TensorFlow to seed it wherever it is
+        installed, and would load it into every JAX and torch process (memory, GPU libraries).
+        """
+        random.seed(seed)
+        np.random.seed(seed)
 
     def plain_network(self, spec: ModelSpec, weights: Weights) -> keras.Model:
         """The Keras model `fit` trains, from the harness's initial weights."""

@@ -15,6 +15,9 @@ import os
 from backends.keras_loading import select_keras_backend
 
 select_keras_backend("keras-jax", "jax")
+# Allocate GPU memory as needed, not 75% of the card up front: workers may share a GPU, and
+# TensorFlow's backend grows on demand too.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -30,6 +33,7 @@ from backends.keras_common import (  # noqa: E402
     token_scores,
 )
 from backends.keras_model import fused_kernel_eligible, recurrent_directions  # noqa: E402
+from harness.errors import BenchError  # noqa: E402
 from harness.execution import PLAIN, ExecutionOptions  # noqa: E402
 from harness.model_spec import ModelSpec, OptimizerSpec  # noqa: E402
 
@@ -41,6 +45,11 @@ class KerasJaxModel(KerasTrainable):
         self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions = PLAIN
     ) -> None:
         refuse_kept_denormals(options, "XLA")
+        if options.jit_compile:
+            raise BenchError(
+                "jit_compile: expected false for keras-jax (its step is always compiled by XLA, "
+                "with jax.jit; the option adds a compiler to keras and torch); received true"
+            )
         super().__init__(spec, optimizer, options)
         trainable = self.model.trainable_variables
         self._position = {
@@ -116,7 +125,7 @@ class KerasJaxModel(KerasTrainable):
 
     def get_weights(self) -> Weights:
         return {
-            name: np.asarray(self.state[0][index], np.float32)
+            name: np.array(self.state[0][index], np.float32)  # a copy: the next step donates
             for name, index in self._position.items()
         }
 

@@ -46,9 +46,10 @@ def switch_keras_backend(keras_backend: str) -> None:
         return
     import keras
 
-    with warnings.catch_warnings():  # its warning is the rule this function keeps: see above
-        warnings.simplefilter("ignore", UserWarning)
-        keras.config.set_backend(keras_backend)
+    # First, so that a failed reload cannot leave them pointing at the old Keras.
     for name in [name for name in sys.modules if name.startswith("backends.keras_")]:
         if name != __name__:
             del sys.modules[name]
+    with warnings.catch_warnings():  # its warning is the rule this function keeps: see above
+        warnings.simplefilter("ignore", UserWarning)
+        keras.config.set_backend(keras_backend)

@@ -8,6 +8,8 @@ runs its LSTM and GRU through torch's cuDNN ops; on a CPU through its own loop o
 
 from __future__ import annotations
 
+import contextlib
+
 from backends.keras_loading import select_keras_backend
 
 select_keras_backend("keras-torch", "torch")
@@ -107,6 +109,10 @@ class KerasTorchBackend(KerasBackendBase):
     def accelerator(self) -> str | None:
         return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
 
+    def seed(self, seed: int) -> None:
+        super().seed(seed)
+        torch.manual_seed(seed)
+
     def build_model(
         self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions
     ) -> KerasTorchModel:
@@ -118,6 +124,8 @@ class KerasTorchBackend(KerasBackendBase):
 
     def limit_threads(self, threads: int) -> int:
         torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):  # allowed only before the first parallel work
+            torch.set_num_interop_threads(threads)
         return torch.get_num_threads()
 
     def reset_peak_device_memory(self) -> None:

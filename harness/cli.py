@@ -255,7 +255,8 @@ def studies() -> None:
     out = Console()
     for definition in list_studies():
         out.print(
-            f"[bold]{definition.name:<16}[/] {definition.description}  [dim]({definition.path})[/]",
+            f"[bold]{definition.name:<16}[/] {escape(definition.description)}  "
+            f"[dim]({escape(str(definition.path))})[/]",
             highlight=False,
             soft_wrap=True,
         )

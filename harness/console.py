@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -205,7 +206,7 @@ class StudyProgress:
 
     def _finished(self, job: str, outcome: str, reason: str | None) -> None:
         because = f": {reason}" if reason else ""
-        self.console.print(f"  {job} {outcome}{because}", highlight=False)
+        self.console.print(f"  {job} {outcome}{because}", highlight=False, markup=False)
         self.running.pop(job, None)
 
 
@@ -220,7 +221,7 @@ def print_run_summary(console: Console, study: Study, places: RunPlaces) -> None
     }
     console.rule(f"study {study.name}")
     for label, value in lines.items():
-        console.print(f"[bold]{label + ':':<18}[/]{value}", soft_wrap=True, highlight=False)
+        console.print(f"[bold]{label + ':':<18}[/]{escape(value)}", soft_wrap=True, highlight=False)
 
 
 class PerfProgress:

@@ -102,7 +102,11 @@ def test_registry_carries_display_names_and_thread_variables(monkeypatch):
     ],
 )
 def test_frameworks_are_imported_only_by_their_backend(module, forbidden):
-    code = f"import sys, {module}; print(' '.join(m for m in {forbidden!r} if m in sys.modules))"
+    """Importing the module, and for a backend seeding it (Keras's own seeding would load
+    TensorFlow wherever it is installed), loads no other framework."""
+    seed = f"{module}.BACKEND.seed(0); " if module.startswith("backends.") else ""
+    code = f"import sys, {module}; {seed}"
+    code += f"print(' '.join(m for m in {forbidden!r} if m in sys.modules))"
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -207,6 +211,15 @@ def test_each_framework_names_its_own_kernel_on_this_cpu(name, kernels):
     for arch, kernel in kernels.items():
         model = backend.build(ModelSpec(arch, 50, 4, 4), OptimizerSpec())
         assert model.kernel() == kernel, (name, arch)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"), [("keras-jax", "always compiled by XLA"), ("keras-torch", "no compiled step")]
+)
+def test_jit_compile_is_refused_where_it_means_nothing(name, why):
+    spec = ModelSpec("gru", vocab_size=50, embedding_dim=4, hidden_size=4)
+    with pytest.raises(BenchError, match=f"jit_compile: expected false for {name} .*{why}"):
+        comparable_backend(name).build(spec, OptimizerSpec(), ExecutionOptions(jit_compile=True))
 
 
 @pytest.mark.parametrize("name", ["keras", "keras-jax"])

@@ -114,6 +114,18 @@ def test_seed_fixes_the_dropout_masks(backend, arch, batch):
     assert any(not np.array_equal(first[n], other[n]) for n in first), "the seed changed nothing"
 
 
+def test_dropout_draws_new_masks_at_every_step(backend, batch):
+    """At a learning rate of 1e-9 the weights barely move (a step changes the loss by about
+    1e-8), so two steps on the same batch differ by their dropout masks: a backend that reused
+    one mask would report the same loss twice."""
+    model = built(backend, tiny_spec("gru", dropout_rate=0.5), learning_rate=1e-9)
+    losses = []
+    for _ in range(2):
+        model.train_step(*batch)
+        losses.append(model.take_train_metrics()[0])
+    assert abs(losses[0] - losses[1]) > 1e-5, losses
+
+
 # -- TrainableModel: the core ------------------------------------------------------------------
 
 

@@ -37,6 +37,22 @@ def test_predict_batch_is_the_numpy_reference_forward_pass(backend, task, arch, 
     np.testing.assert_allclose(model.predict_batch(x), expected, rtol=0, atol=1e-5)
 
 
+def test_weights_loaded_after_training_replace_the_trained_ones(backend, windows):
+    """A model that has trained (on JAX its weights then live in the step's state) and is then
+    given other weights computes exactly the reference forward pass of those."""
+    spec = tiny_spec("lstm", 2)
+    model = built(backend, spec)
+    x = windows[0][:4]
+    model.train_step(x, np.ones(len(x), np.float32))
+    other = initial_weights(spec, WEIGHTS_SEED + 1)
+    model.set_weights(other)
+    for name, value in model.get_weights().items():
+        np.testing.assert_array_equal(value, other[name], err_msg=name)
+    np.testing.assert_allclose(
+        model.predict_batch(x), reference_logits(spec, other, x), rtol=0, atol=1e-5
+    )
+
+
 def test_same_seed_gives_identical_metrics(backend_name, backend, tiny_imdb):
     """Through `train`, with dropout on, so the framework's own random numbers are covered too;
     another seed gives other numbers."""

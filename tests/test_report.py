@@ -176,6 +176,8 @@ def test_print_report(report: Report) -> None:
     print_report(console, report)
     text = console.export_text()
     assert "lstm" in text and "0.820 ± 0.014" in text and "report.html" in text
+    for line in report.headline:  # verbatim: "[retrain]" in a line is text, not Rich markup
+        assert line in text
 
 
 def test_gpu_memory_wins_and_an_empty_study_reports_nan(

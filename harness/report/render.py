@@ -105,7 +105,7 @@ def print_report(console: Console, report: Report) -> None:
             highlight=False,
         )
         for line in report.headline:
-            console.print(f"  {line}", highlight=False, soft_wrap=True)
+            console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     for title, frame in report.sections.items():
         # Transposed for the terminal: a column per architecture fits 80 characters, a column
         # per (metric, backend) does not. The files keep one row per architecture.
@@ -117,8 +117,8 @@ def print_report(console: Console, report: Report) -> None:
             table.add_row(str(label), *row.tolist())
         console.print(table)
     for name, path in report.paths.items():
-        console.print(f"{name}: {path}", highlight=False)
-    console.print(f"MLflow run: {report.run_id}", highlight=False)
+        console.print(f"{name}: {path}", highlight=False, markup=False)
+    console.print(f"MLflow run: {report.run_id}", highlight=False, markup=False)
 
 
 def markdown_page(

@@ -38,6 +38,7 @@ class Search:
     optuna_study: search.OptunaStudy
     parent_run: str  # its MLflow run; trials are nested under it
     closed: bool = False
+    started: float | None = None  # when this process began its first trial (time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -62,10 +63,8 @@ class Searches:
             for architecture in self.context.study.architectures
             for backend in self.context.study.backends
         ]
-        minutes = self.context.study.budget.timeout_minutes
-        deadline = time.monotonic() + 60 * minutes if minutes else None
         try:
-            self.context.pool.in_parallel(lambda slot: self.work_on(searches, slot, deadline))
+            self.context.pool.in_parallel(lambda slot: self.work_on(searches, slot))
         except KeyboardInterrupt:
             for opened in searches:
                 if not opened.closed:
@@ -97,7 +96,15 @@ class Searches:
                 self.context.tracker.finish(run_id, "KILLED", search.DEAD_REASON)
             self.context.on_event(DeadTrial(opened.name, dead.number))
 
-    def work_on(self, searches: list[Search], slot: int, deadline: float | None) -> None:
+    def out_of_time(self, opened: Search) -> bool:
+        """`[budget] timeout_minutes` is per search: its clock starts at the search's first trial
+        here, so searches queued behind others on few worker slots still get their turn."""
+        minutes = self.context.study.budget.timeout_minutes
+        if not minutes or opened.started is None:
+            return False
+        return time.monotonic() > opened.started + 60 * minutes
+
+    def work_on(self, searches: list[Search], slot: int) -> None:
         """One worker slot: run trials of the first search with room in its budget, until all
         are done. A search whose budget is taken by running trials (of any worker, any machine)
         is waited for, as one of them may die and need its place taken again."""
@@ -109,15 +116,16 @@ class Searches:
                     continue
                 self.recover_dead_trials(opened)
                 tally = search.Tally.of(opened.optuna_study)
-                out_of_time = deadline is not None and time.monotonic() > deadline
                 # A search that keeps failing stops instead of looping forever.
                 given_up = tally.failed >= max(budget, 3)
-                if tally.finished >= budget or out_of_time or given_up:
+                if tally.finished >= budget or self.out_of_time(opened) or given_up:
                     self.close(opened)
                     continue
                 with self.claiming, self.claiming_file:
                     trial = search.claim_trial(opened.optuna_study, budget)
                 if trial is not None:
+                    with opened.lock:
+                        opened.started = opened.started or time.monotonic()
                     self.run_trial(opened, trial, slot)
                     ran = True
                     break
