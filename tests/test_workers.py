@@ -349,3 +349,23 @@ def test_each_worker_slot_gets_its_own_gpu_and_a_share_of_the_cores(monkeypatch)
     assert "CUDA_VISIBLE_DEVICES" not in cpu_only and describe_slot(cpu_only) == "4 cpu threads"
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own choice is left alone
     assert "OMP_NUM_THREADS" not in slot_environment(0, 2, [])
+
+
+def test_each_cpu_slot_keeps_to_its_own_cores(monkeypatch):
+    """XLA reads no thread variable, only the cores a process may use: so each CPU slot gets its
+    own cores, and its trial process pins itself to them before a framework starts."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert [slot_environment(s, 2, [])["BENCH_CPU_CORES"] for s in range(2)] == ["0,1", "2,3"]
+    assert "BENCH_CPU_CORES" not in slot_environment(0, 2, ["0"])  # a GPU slot keeps the CPU
+    monkeypatch.undo()
+    code = "import os; from harness.run.devices import pin_to_slot_cores; pin_to_slot_cores(); "
+    code += "print(sorted(os.sched_getaffinity(0)))"
+    core = min(os.sched_getaffinity(0))
+    pinned = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "BENCH_CPU_CORES": str(core)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert pinned.stdout.strip() == f"[{core}]"

@@ -16,6 +16,9 @@ from backends import BACKENDS
 
 # The OpenMP and MKL pools under every framework's CPU kernels; each backend may add its own.
 SHARED_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# The slot's cores, which the trial process pins itself to before a framework starts
+# (`pin_to_slot_cores`): XLA (so Keras on JAX) reads no thread variable, only the cores it may use.
+CORES_VARIABLE = "BENCH_CPU_CORES"
 
 
 def visible_gpus() -> list[str]:
@@ -54,7 +57,20 @@ def slot_environment(slot: int, workers: int, gpus: list[str]) -> dict[str, str]
     for name, value in thread_settings(threads).items():
         if name not in os.environ:
             environment[name] = value
+    if not gpus and hasattr(os, "sched_getaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        share = max(1, len(cores) // workers)
+        first = (slot * share) % len(cores)
+        environment[CORES_VARIABLE] = ",".join(str(c) for c in cores[first : first + share])
     return environment
+
+
+def pin_to_slot_cores() -> None:
+    """In a trial process, before any framework starts: keep to the slot's cores, if it has a
+    share of them (`slot_environment`). Every framework sizes its CPU pools by those cores."""
+    cores = os.environ.get(CORES_VARIABLE)
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(core) for core in cores.split(",")})
 
 
 def thread_settings(threads: str) -> dict[str, str]:

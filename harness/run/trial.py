@@ -68,6 +68,9 @@ class Stop(Exception):
 
 
 def run(job: TrialJob) -> Outcome:
+    from harness.run.devices import pin_to_slot_cores
+
+    pin_to_slot_cores()  # before the framework is imported, which sizes its pools by the cores
     from backends import get_backend
     from harness.config import RunConfig
     from harness.system import cpu_model
