@@ -131,7 +131,7 @@ def test_bench_run_dry_run_finds_a_shipped_study(venv: Path, elsewhere: Path) ->
     done = run(venv / "bin" / "bench", "run", "--study", "imdb-quick", "--dry-run", cwd=elsewhere)
     plan = done.stdout
     assert plan.startswith("study imdb-quick (") and str(venv.resolve()) in plan.splitlines()[0]
-    assert "searches: 8" in plan and "dry run: nothing was trained" in plan
+    assert "searches: 16" in plan and "dry run: nothing was trained" in plan
     out = elsewhere / "bench-runs" / "imdb-quick"
     assert f"sqlite:///{out.resolve() / 'optuna.db'}" in plan
     assert list(out.iterdir()) == []  # no store was opened
