@@ -36,6 +36,7 @@ from backends.keras_model import fused_kernel_eligible, recurrent_directions  # 
 from harness.errors import BenchError  # noqa: E402
 from harness.execution import PLAIN, ExecutionOptions  # noqa: E402
 from harness.model_spec import ModelSpec, OptimizerSpec  # noqa: E402
+from harness.system import keep_to_cores  # noqa: E402
 
 State = tuple[list[jax.Array], list[jax.Array], list[jax.Array]]  # trainable, other, optimiser
 
@@ -187,9 +188,7 @@ class KerasJaxBackend(KerasBackendBase):
         """XLA sizes its CPU thread pool once, from the cores the process may run on, and has
         no call to change it; so the process is confined to `threads` cores before XLA starts."""
         cores = sorted(os.sched_getaffinity(0))
-        if threads < len(cores):
-            os.sched_setaffinity(0, cores[:threads])
-        return len(os.sched_getaffinity(0))
+        return keep_to_cores(cores[:threads]) if threads < len(cores) else len(cores)
 
     def reset_peak_device_memory(self) -> None:
         """JAX keeps one peak per process and cannot reset it; each run has a process of its

@@ -8,8 +8,6 @@ runs its LSTM and GRU through torch's cuDNN ops; on a CPU through its own loop o
 
 from __future__ import annotations
 
-import contextlib
-
 from backends.keras_loading import select_keras_backend
 
 select_keras_backend("keras-torch", "torch")
@@ -25,7 +23,7 @@ from backends.keras_common import (  # noqa: E402
     correct_predictions,
     token_scores,
 )
-from backends.torch_model import set_denormal_mode  # noqa: E402
+from backends.torch_model import TorchDevice, set_denormal_mode  # noqa: E402
 from harness.errors import BenchError  # noqa: E402
 from harness.execution import PLAIN, ExecutionOptions  # noqa: E402
 from harness.model_spec import ModelSpec, OptimizerSpec  # noqa: E402
@@ -97,17 +95,11 @@ class KerasTorchModel(KerasTrainable):
         return self._denormal_mode
 
 
-class KerasTorchBackend(KerasBackendBase):
+class KerasTorchBackend(TorchDevice, KerasBackendBase):
     name = "keras-torch"
-
-    def __init__(self) -> None:
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def framework_version(self) -> str:
         return torch.__version__
-
-    def accelerator(self) -> str | None:
-        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
 
     def seed(self, seed: int) -> None:
         super().seed(seed)
@@ -117,25 +109,6 @@ class KerasTorchBackend(KerasBackendBase):
         self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions
     ) -> KerasTorchModel:
         return KerasTorchModel(spec, optimizer, options)
-
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def limit_threads(self, threads: int) -> int:
-        torch.set_num_threads(threads)
-        with contextlib.suppress(RuntimeError):  # allowed only before the first parallel work
-            torch.set_num_interop_threads(threads)
-        return torch.get_num_threads()
-
-    def reset_peak_device_memory(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-
-    def peak_device_memory(self) -> int | None:
-        if self.device.type != "cuda":
-            return None
-        return int(torch.cuda.max_memory_allocated(self.device))
 
 
 BACKEND = KerasTorchBackend()

@@ -7,7 +7,6 @@ paths so that they train the same function from the same numbers.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -16,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from backends.base import Backend, Weights
-from backends.torch_model import LOSSES, TorchModel
+from backends.torch_model import LOSSES, TorchDevice, TorchModel
 from backends.torch_network import RecurrentNetwork, load_weights, read_weights
 from harness.execution import ExecutionOptions
 from harness.model_spec import EPSILON, RMSPROP_RHO, ModelSpec, OptimizerSpec
@@ -24,17 +23,11 @@ from harness.model_spec import EPSILON, RMSPROP_RHO, ModelSpec, OptimizerSpec
 __all__ = ["BACKEND", "TorchBackend", "TorchModel"]
 
 
-class TorchBackend(Backend):
+class TorchBackend(TorchDevice, Backend):
     name = "torch"
-
-    def __init__(self) -> None:
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def framework(self) -> tuple[str, str]:
         return "torch", torch.__version__
-
-    def accelerator(self) -> str | None:
-        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
@@ -43,16 +36,6 @@ class TorchBackend(Backend):
         self, spec: ModelSpec, optimizer: OptimizerSpec, options: ExecutionOptions
     ) -> TorchModel:
         return TorchModel(spec, optimizer, self.device, options)
-
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def limit_threads(self, threads: int) -> int:
-        torch.set_num_threads(threads)
-        with contextlib.suppress(RuntimeError):  # allowed only before the first parallel work
-            torch.set_num_interop_threads(threads)
-        return torch.get_num_threads()
 
     def plain_network(self, spec: ModelSpec, weights: Weights) -> RecurrentNetwork:
         """The torch.nn network the plain loop trains, from the harness's initial weights."""
@@ -110,15 +93,6 @@ class TorchBackend(Backend):
             if after_epoch is not None:
                 after_epoch()
         return seconds
-
-    def reset_peak_device_memory(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-
-    def peak_device_memory(self) -> int | None:
-        if self.device.type != "cuda":
-            return None
-        return int(torch.cuda.max_memory_allocated(self.device))
 
 
 BACKEND = TorchBackend()

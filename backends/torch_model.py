@@ -223,6 +223,36 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+class TorchDevice:
+    """The device side of a backend that runs on torch (`torch`, and `keras-torch`, whose Keras
+    tensors are torch's): the GPU when there is one, its queue, its memory, the CPU threads."""
+
+    def __init__(self) -> None:
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def accelerator(self) -> str | None:
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def limit_threads(self, threads: int) -> int:
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):  # allowed only before the first parallel work
+            torch.set_num_interop_threads(threads)
+        return torch.get_num_threads()
+
+    def reset_peak_device_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_device_memory(self) -> int | None:
+        if self.device.type != "cuda":
+            return None
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+
 def set_denormal_mode(flush: bool) -> str:
     """Flush denormals to zero on this CPU, or keep them (PyTorch's default); the mode in force.
 

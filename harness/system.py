@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from harness.errors import BenchError
+
+
+def keep_to_cores(cores: Iterable[int]) -> int:
+    """Keep this process (and the threads and processes it starts from now on) to `cores`; the
+    count in effect. Every framework sizes its CPU thread pools by the cores it may run on, and
+    XLA reads nothing else. A no-op where the OS has no affinity call."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(cores))
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def peak_resident_memory() -> int:

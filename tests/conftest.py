@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from harness.system import keep_to_cores  # imports no numpy and no framework
+
 
 def _pin_this_worker_to_its_own_cores() -> None:
     """Under pytest-xdist, give each worker its share of the cores, before any framework (or
@@ -19,7 +21,7 @@ def _pin_this_worker_to_its_own_cores() -> None:
         return
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) >= int(count) > 1:
-        os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) :: int(count)])
+        keep_to_cores(cores[int(worker.removeprefix("gw")) :: int(count)])
 
 
 _pin_this_worker_to_its_own_cores()

@@ -69,7 +69,7 @@ def installed_backends() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class PerfPlan:
     architectures: tuple[str, ...] = ARCHITECTURES
-    backends: tuple[str, ...] = field(default_factory=lambda: installed_backends())
+    backends: tuple[str, ...] = field(default_factory=installed_backends)
     steps: int = 10  # batches per pass
     passes: int = 8  # measured passes, after the warm-up ones (WARMUP_ALLOWANCE more are timed)
     # The shape of the main table: `bench train`'s defaults (RunConfig, the one place they live).

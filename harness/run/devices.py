@@ -13,6 +13,7 @@ import shutil
 import subprocess
 
 from backends import BACKENDS
+from harness.system import keep_to_cores
 
 # The OpenMP and MKL pools under every framework's CPU kernels; each backend may add its own.
 SHARED_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -69,8 +70,8 @@ def pin_to_slot_cores() -> None:
     """In a trial process, before any framework starts: keep to the slot's cores, if it has a
     share of them (`slot_environment`). Every framework sizes its CPU pools by those cores."""
     cores = os.environ.get(CORES_VARIABLE)
-    if cores and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {int(core) for core in cores.split(",")})
+    if cores:
+        keep_to_cores(int(core) for core in cores.split(","))
 
 
 def thread_settings(threads: str) -> dict[str, str]:
