@@ -40,6 +40,7 @@ Weights cross the interface in the canonical layout of `harness.model_spec.weigh
 
 from __future__ import annotations
 
+import gc
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -143,12 +144,22 @@ class Backend(ABC):
     ) -> TrainableModel:
         """The backend's own model of `spec`; callers use `build`."""
 
+    # False where the framework keeps one GPU peak per process and cannot reset it (JAX): a
+    # warm worker then starts afresh after each run on a GPU, so each peak stays the run's own.
+    resets_peak_device_memory: bool = True
+
     @abstractmethod
     def reset_peak_device_memory(self) -> None: ...
 
     @abstractmethod
     def peak_device_memory(self) -> int | None:
         """Peak bytes the framework allocated on the GPU since the reset; None on CPU."""
+
+    def clear_state(self) -> None:
+        """Forget what earlier runs left in this process, before the next one starts: a warm
+        worker (`harness.run.serve`) runs many. Global names and graphs, cached memory; each
+        run still seeds and builds its own model. By default, collect the garbage."""
+        gc.collect()
 
     def runtime_tags(self) -> dict[str, str]:
         """Facts of the framework's set-up in this process that a run records as tags, beyond

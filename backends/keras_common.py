@@ -123,6 +123,10 @@ class KerasBackendBase(Backend):
     def framework_version(self) -> str:
         raise NotImplementedError
 
+    def clear_state(self) -> None:
+        """Keras's global state: layer-name counters, TensorFlow's graph, cached functions."""
+        keras.backend.clear_session()
+
     def runtime_tags(self) -> dict[str, str]:
         return {"keras_backend": keras.backend.backend()}  # what this process really loaded
 

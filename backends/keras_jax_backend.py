@@ -190,9 +190,11 @@ class KerasJaxBackend(KerasBackendBase):
         cores = sorted(os.sched_getaffinity(0))
         return keep_to_cores(cores[:threads]) if threads < len(cores) else len(cores)
 
+    resets_peak_device_memory = False  # a warm worker on a GPU starts afresh after each run
+
     def reset_peak_device_memory(self) -> None:
-        """JAX keeps one peak per process and cannot reset it; each run has a process of its
-        own, so the process's peak is the run's."""
+        """JAX keeps one peak per process and cannot reset it: on a GPU each run gets a process
+        of its own (`resets_peak_device_memory`), so the process's peak is the run's."""
 
     def peak_device_memory(self) -> int | None:
         if self.accelerator() is None:

@@ -243,6 +243,15 @@ class TorchDevice:
             torch.set_num_interop_threads(threads)
         return torch.get_num_threads()
 
+    def clear_state(self) -> None:
+        """After the framework's own clearing (`Backend.clear_state`): torch.compile's caches,
+        whose per-function recompile limit would otherwise turn a warm worker's later
+        compiled runs eager, and the GPU memory the caching allocator keeps."""
+        super().clear_state()  # type: ignore[misc]  # the Backend this is mixed into
+        torch.compiler.reset()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     def reset_peak_device_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)

@@ -20,6 +20,8 @@ from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.flags import (
     DataOption,
+    Isolation,
+    IsolationOption,
     OutOption,
     StorageOption,
     StudyOption,
@@ -91,6 +93,7 @@ def run_study(
     tracking_uri: TrackingOption = None,
     data: DataOption = None,
     workers: WorkersOption = 1,
+    isolation: IsolationOption = Isolation.warm,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -108,7 +111,7 @@ def run_study(
         _print_plan(study, out, storage, tracking_uri, data)
         return
     definition, places = _run_with_progress(
-        study, out, storage, tracking_uri, data, workers, retrain=True
+        study, out, storage, tracking_uri, data, workers, isolation, retrain=True
     )
     from harness.console import print_run_summary
     from harness.report.build import build_report
@@ -136,13 +139,14 @@ def worker(
     out: OutOption = None,
     data: DataOption = None,
     workers: WorkersOption = 1,
+    isolation: IsolationOption = Isolation.warm,
 ) -> None:
     """Join a study's searches from this machine: run trials until every budget is used.
 
     Start `bench run` with the same --storage and --tracking-uri on one machine (it also
     re-trains and reports) and `bench worker` on any others; see "Running on several machines".
     """
-    _run_with_progress(study, out, storage, tracking_uri, data, workers, retrain=False)
+    _run_with_progress(study, out, storage, tracking_uri, data, workers, isolation, retrain=False)
     console.print("[bold]worker done:[/] every search of the study has used its budget")
 
 
@@ -153,6 +157,7 @@ def _run_with_progress(
     tracking_uri: str | None,
     data: Path | None,
     workers: int,
+    isolation: Isolation,
     *,
     retrain: bool,
 ) -> tuple[Study, RunPlaces]:
@@ -175,7 +180,9 @@ def _run_with_progress(
 
     places = default_places(definition, out, source, storage, tracking_uri)
     # Opening the stores checks the study's identity: a changed definition stops here.
-    runner = StudyRunner(definition, places, on_event=lambda event: None, workers=workers)
+    runner = StudyRunner(
+        definition, places, on_event=lambda event: None, workers=workers, isolation=isolation.value
+    )
     load_corpus(source)  # tokenise once, here, with a progress bar; trials reuse the cache
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is a Ctrl-C, not a kill -9
     try:

@@ -7,6 +7,7 @@ and check), so a new field or a changed default reaches the command line by itse
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import inspect
 import typing
@@ -66,6 +67,24 @@ WorkersOption = Annotated[
         min=1,
         max=256,
         help="Trial processes at once on this machine; with several GPUs each gets its own.",
+    ),
+]
+
+
+class Isolation(enum.StrEnum):
+    """How each run is kept apart from `bench run` (`harness.run.isolation`)."""
+
+    warm = "warm"
+    process = "process"
+
+
+IsolationOption = Annotated[
+    Isolation,
+    typer.Option(
+        "--isolation",
+        help="warm: a long-lived worker process per slot and backend runs run after run "
+        "(imports and data loaded once); process: a fresh process for every run (slower, "
+        "the strictest). Either way a crash or an out-of-memory kill costs only its own run.",
     ),
 ]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import platform
 import resource
@@ -23,10 +25,54 @@ def keep_to_cores(cores: Iterable[int]) -> int:
     return os.cpu_count() or 1
 
 
+STATUS = Path("/proc/self/status")
+CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_bytes(field: str) -> int | None:
+    """A memory line of /proc/self/status (e.g. ``VmHWM``) in bytes; None off Linux."""
+    try:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_resident_memory() -> bool:
+    """Start a new high-water mark of resident memory at the current size, so that a warm worker's
+    next run reports its own peak, not the process's lifetime peak. Linux resets it when "5" is
+    written to /proc/self/clear_refs; False where that is impossible (the peak then stays the
+    process's)."""
+    try:
+        CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def peak_resident_memory() -> int:
-    """Peak resident set size of this process in bytes (the CPU counterpart of GPU peak)."""
+    """Peak resident set size in bytes since the last `reset_peak_resident_memory` (else since the
+    process started): the CPU counterpart of GPU peak."""
+    high_water = _status_bytes("VmHWM")
+    if high_water is not None:
+        return high_water
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports kilobytes
+
+
+def release_free_memory() -> None:
+    """Hand the memory freed by an earlier run back to the system (glibc keeps freed heap for
+    reuse), so that a warm worker's resident size and its next run's peak are not inflated by
+    what it no longer uses. A no-op without glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def resident_memory() -> int | None:
+    """Resident set size now, in bytes (a warm worker's leak check); None off Linux."""
+    return _status_bytes("VmRSS")
 
 
 def cpu_model() -> str:

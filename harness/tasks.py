@@ -37,13 +37,18 @@ class TaskData(Protocol):
 
 
 def load_data(config: RunConfig, source: Path) -> TaskData:
-    if config.task == "language_model":
+    return load_task_data(config.task, source, **config.data_params())
+
+
+def load_task_data(task: str, source: Path, **params: object) -> TaskData:
+    """The splits of `task` from `source`; `params` are `RunConfig.data_params`."""
+    if task == "language_model":
         from harness.data.language_model import load_language_model_data
 
-        return load_language_model_data(source, **config.data_params())
+        return load_language_model_data(source, **params)
     from harness.data.classification import load_imdb
 
-    return load_imdb(source, **config.data_params())
+    return load_imdb(source, **params)
 
 
 PREDICT_CHUNK = 512  # reviews per `predict_batch` call (evaluation uses the batch size if larger)

@@ -16,7 +16,7 @@ from backends import TrainableModel, get_backend
 from harness import tasks
 from harness.config import RunConfig
 from harness.initialization import initial_weights
-from harness.system import peak_resident_memory
+from harness.system import peak_resident_memory, reset_peak_resident_memory
 from harness.tasks import Split, TaskData
 
 
@@ -58,6 +58,7 @@ class TrainResult:
     model_summary: str
     epochs: list[EpochResult] = field(default_factory=list)
     time_to_first_epoch: float = float("nan")  # build + compile + first epoch's training
+    eval_seconds: float = 0.0  # every validation pass and the test pass (compiling included)
     test: dict[str, float] = field(default_factory=dict)
     confusion: np.ndarray | None = None
     classification_report: str = ""
@@ -77,6 +78,7 @@ class TrainResult:
         """The end-of-run figures, flat, as they are tracked."""
         summary = {
             "total_train_seconds": self.train_seconds,
+            "total_eval_seconds": self.eval_seconds,
             "time_to_first_epoch": self.time_to_first_epoch,
             "parameter_count": float(self.parameter_count),
             **{k.replace("_bytes", "_mb"): v / 2**20 for k, v in self.memory.items()},
@@ -135,6 +137,7 @@ def train(
     backend = get_backend(config.backend)
     backend.seed(config.seed)
     backend.reset_peak_device_memory()
+    reset_peak_resident_memory()  # in a warm worker, the peak since this run began
     started = time.perf_counter()
     model = backend.build(config.model_spec(), config.optimizer_spec(), config.execution_options())
     model.set_weights(initial_weights(config.model_spec(), config.seed))
@@ -162,7 +165,9 @@ def train(
         seconds = time.perf_counter() - epoch_start
         if epoch == 1:
             result.time_to_first_epoch = time.perf_counter() - started
+        evaluation_start = time.perf_counter()
         val_loss, val_accuracy = tasks.evaluate(model, data.validation, config)
+        result.eval_seconds += time.perf_counter() - evaluation_start
         tokens = tasks.predictions_per_sample(config, train_split)
         outcome = EpochResult(
             epoch=epoch,
@@ -179,9 +184,11 @@ def train(
             on_epoch(outcome)
     result.memory = memory_figures(backend.peak_device_memory())
     if evaluate_test:
+        evaluation_start = time.perf_counter()
         result.test, result.confusion, result.classification_report = tasks.test_metrics(
             model, data, config
         )
+        result.eval_seconds += time.perf_counter() - evaluation_start
     return result
 
 

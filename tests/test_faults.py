@@ -179,6 +179,11 @@ def test_a_killed_trial_process_is_recorded_and_the_study_goes_on(tmp_path, imdb
     by_trial = {r.data.tags["optuna_trial"]: r for r in runs(out)}
     assert by_trial["0"].info.status == "FAILED"
     assert "killed by SIGKILL" in by_trial["0"].data.tags["failure_reason"]
+    # Resumed, the search runs to its budget of 2 finished trials exactly (warm workers or not).
+    study = write_faults(tmp_path, pruner=PRUNE_AFTER_ONE_EPOCH)
+    done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [t.state for t in trials(out)] == [TrialState.FAIL] * 2 + [TrialState.PRUNED] * 2
 
 
 def test_a_trial_that_runs_out_of_memory_is_recorded_and_the_study_goes_on(tmp_path, imdb_slice):

@@ -12,7 +12,7 @@ from conftest import NO_PRUNING, write_study
 from helpers import bench
 from mlflow.tracking import MlflowClient
 
-pytestmark = pytest.mark.slow  # a real `bench run`, one process per run
+pytestmark = pytest.mark.slow  # a real `bench run`, a fresh process per run (--isolation process)
 
 BACKENDS = {"keras-jax": "jax", "keras-torch": "torch"}  # backend -> its Keras backend
 
@@ -28,7 +28,10 @@ def runs(imdb_slice, tmp_path_factory):
         pruner=NO_PRUNING,
     )
     out = folder / "out"
-    done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
+    done = bench(
+        "run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice),
+        "--isolation", "process",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("kb")
@@ -51,5 +54,6 @@ def test_every_run_records_the_keras_backend_that_ran(runs):
             and f"({BACKENDS[tags['backend']]} " in (tags["framework_version"])
         )
         assert tags["kernel"] == "generic" and tags["denormal_mode"] == "flush"
+        assert tags["isolation"] == "process" and "worker_run" not in tags
         assert run.info.status == "FINISHED"
         assert ("test_accuracy" in run.data.metrics) == (tags["role"] == "retrain")

@@ -182,6 +182,8 @@ def test_retrain_and_cross_runs_are_evaluated_on_test(stores):
             )
             if role == "cross":
                 assert run.data.tags["config_from"] != run.data.tags["backend"]
+            assert run.data.tags["isolation"] == "warm"  # the default
+            assert int(run.data.tags["worker_run"]) > 1  # each backend's worker ran its trials
             artifacts = {
                 a.path
                 for a in MlflowClient(f"sqlite:///{out / 'mlflow.db'}").list_artifacts(

@@ -3,6 +3,7 @@ and the report's comparison charts. Figures are built without pyplot's global st
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -12,29 +13,24 @@ matplotlib.use("Agg")  # files only; trial processes have no display
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from harness.training import TrainResult  # noqa: E402
-
 if TYPE_CHECKING:
     from harness.search import TrialRecord
 
 
-def learning_curves(result: TrainResult) -> Figure:
-    """Loss and accuracy per epoch, train against validation."""
-    epochs = [e.epoch for e in result.epochs]
+def learning_curves(epochs: Sequence[Mapping[str, float]], title: str) -> Figure:
+    """Loss and accuracy per epoch, train against validation; `epochs` holds each epoch's
+    metrics (`EpochResult.as_metrics` and its "epoch")."""
+    numbers = [e["epoch"] for e in epochs]
     figure = Figure(figsize=(9, 3.5), layout="constrained")
     loss, accuracy = figure.subplots(1, 2)
-    loss.plot(epochs, [e.train_loss for e in result.epochs], "o-", label="train")
-    loss.plot(epochs, [e.val_loss for e in result.epochs], "o-", label="validation")
-    loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    accuracy.plot(epochs, [e.train_accuracy for e in result.epochs], "o-", label="train")
-    accuracy.plot(epochs, [e.val_accuracy for e in result.epochs], "o-", label="validation")
-    accuracy.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for axes in (loss, accuracy):
+    for axes, metric, label in ((loss, "loss", "cross-entropy"), (accuracy, "accuracy", None)):
+        axes.plot(numbers, [e[f"train_{metric}"] for e in epochs], "o-", label="train")
+        axes.plot(numbers, [e[f"val_{metric}"] for e in epochs], "o-", label="validation")
+        axes.set(xlabel="epoch", ylabel=label or metric, title=metric)
         axes.legend()
         axes.grid(alpha=0.3)
         axes.xaxis.get_major_locator().set_params(integer=True)
-    c = result.config
-    figure.suptitle(f"{c.architecture} on {c.backend} (seed {c.seed})")
+    figure.suptitle(title)
     return figure
 
 

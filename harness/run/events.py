@@ -54,6 +54,16 @@ class Epoch(Event):
     metrics: dict[str, float]
 
 
+@dataclass(frozen=True)
+class Finished(Event):
+    """A warm worker (`harness.run.serve`) finished a job: its outcome file is written."""
+
+    wire = "finished"
+    failed: bool  # the outcome is FAIL (a fresh process would have exited with code 1)
+    resident_mb: float  # the worker's memory once the run was cleared away (0: unknown)
+    keeps_device_peak: bool  # its framework's GPU peak spans runs: a next run's would be wrong
+
+
 # -- a `bench perf` measuring process (`harness.perf.measure`) ----------------------------------
 @dataclass(frozen=True)
 class Machine(Event):
@@ -112,7 +122,8 @@ class Diagnosis(Event):
 
 
 CHILD_EVENTS: dict[str, type[Event]] = {
-    kind.wire: kind for kind in (Start, Tags, Epoch, Machine, Measuring, Measured, Diagnosis)
+    kind.wire: kind
+    for kind in (Start, Tags, Epoch, Finished, Machine, Measuring, Measured, Diagnosis)
 }
 
 

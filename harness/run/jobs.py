@@ -17,7 +17,7 @@ import sys
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from harness.run.events import CHILD_EVENTS, Event, EventHandler
 
@@ -27,6 +27,17 @@ J = TypeVar("J")
 def emit(event: Event) -> None:
     """In a child process: send one event to the parent."""
     print(json.dumps(event.as_json()), flush=True)
+
+
+def event_writer(stream: TextIO) -> EventHandler:
+    """In a child process whose events go to `stream` rather than stdout (a warm worker keeps
+    stdout for them alone: `harness.run.serve`)."""
+
+    def write(event: Event) -> None:
+        stream.write(json.dumps(event.as_json()) + "\n")
+        stream.flush()
+
+    return write
 
 
 def parse_event(line: str) -> Event | None:

@@ -110,9 +110,7 @@ class Retraining:
                 / f"{optuna_name}/{source}-best-on-{target}-seed-{seed}"
             ),
         )
-        outcome = self.context.jobs.execute(
-            job, run_id, job_label, self.context.pool.environment(slot)
-        )
+        outcome = self.context.jobs.execute(job, run_id, job_label, slot)
         self.context.on_event(
             RetrainDone(job_label, outcome.state, outcome.metrics, outcome.reason)
         )

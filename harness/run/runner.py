@@ -5,8 +5,9 @@ The pipeline of one study run, each step in a module of its own:
     places.py    where the run reads and writes (output folder, dataset, the two stores)
     searches.py  every (architecture, backend) searched to its budget, a process per trial
     retrain.py   each search's best configuration on fresh seeds and on the other backend(s)
-    tracked.py   one job's child process, recorded as its MLflow run
-    pool.py      the worker slots running those processes, and Ctrl-C
+    tracked.py   one job, run apart from this process, recorded as its MLflow run
+    isolation.py how a job is kept apart: a warm worker (serve.py) or a fresh process (trial.py)
+    pool.py      the worker slots running those jobs, and Ctrl-C
     jobs.py      the child-process protocol itself, with the events of events.py
 
 Work is done by worker slots: ``--workers N`` on one machine, and any number of `bench worker`
@@ -16,11 +17,16 @@ the same command skips whatever already finished.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from harness import identity, search
+from harness.errors import BenchError
+from harness.run.artifacts import Artifacts
 from harness.run.context import RunContext
 from harness.run.events import Event, EventHandler
+from harness.run.isolation import ISOLATIONS, make_isolation
 from harness.run.places import RunPlaces
 from harness.run.pool import WorkerPool
 from harness.run.retrain import Retraining
@@ -36,7 +42,12 @@ class StudyRunner:
     """One process's share of a study run; `on_event` (the terminal) may be set after opening."""
 
     def __init__(
-        self, study: Study, places: RunPlaces, on_event: EventHandler, workers: int = 1
+        self,
+        study: Study,
+        places: RunPlaces,
+        on_event: EventHandler,
+        workers: int = 1,
+        isolation: str = ISOLATIONS[0],
     ) -> None:
         self.study = study
         self.places = places
@@ -51,7 +62,11 @@ class StudyRunner:
         )
         identity.check_identity(study, self.tracker, self.storage)
         (places.out / "jobs").mkdir(parents=True, exist_ok=True)
-        jobs = TrackedJobs(self.tracker, places.data, self.pool, self.report)
+        self.isolation = make_isolation(isolation, self.pool, places.out / "jobs" / "workers")
+        self.artifacts = Artifacts(self.tracker, background=bool(self.pool.gpus))
+        jobs = TrackedJobs(
+            self.tracker, places.data, self.pool, self.isolation, self.artifacts, self.report
+        )
         context = RunContext(
             study, places, self.storage, self.tracker, self.pool, jobs, self.report
         )
@@ -63,11 +78,27 @@ class StudyRunner:
 
     def run(self) -> None:
         """`bench run`: every search to its budget, then the re-trainings."""
-        self.retraining.run_all(self.search_all())
+        with self.closing():
+            self.retraining.run_all(self.searches.run_all())
 
     def search_all(self) -> list[Search]:
         """`bench worker`: every search to its budget, on all worker slots."""
-        return self.searches.run_all()
+        with self.closing():
+            return self.searches.run_all()
+
+    @contextlib.contextmanager
+    def closing(self) -> Iterator[None]:
+        """However the run ends, warm workers leave with it and every finished run gets its
+        artifacts; after an interrupt, a failed upload does not hide the interrupt."""
+        try:
+            yield
+        except BaseException:
+            self.isolation.close()
+            with contextlib.suppress(BenchError):
+                self.artifacts.drain()
+            raise
+        self.isolation.close()
+        self.artifacts.drain()
 
 
 def planned_jobs(study: Study, retrain: bool = True) -> int:

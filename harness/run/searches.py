@@ -172,7 +172,7 @@ class Searches:
             trial_number=trial.number,
             pruner=self.context.study.pruner.model_dump(exclude_unset=True),
         )
-        outcome = self.context.jobs.execute(job, run_id, label, environment)
+        outcome = self.context.jobs.execute(job, run_id, label, slot)
         state, value, reason = outcome.state, outcome.value, outcome.reason
         search.finish_trial(opened.optuna_study, trial, state, value, reason)
         best = search.best_value(opened.optuna_study)

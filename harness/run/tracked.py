@@ -1,4 +1,5 @@
-"""One trial or re-training in its child process, recorded as the MLflow run made for it.
+"""One trial or re-training, run apart from `bench run` (`harness.run.isolation`), recorded as the
+MLflow run made for it.
 
 Only the parent talks to MLflow: it fills the run in from the child's events (`Start`, `Tags`,
 `Epoch`) and from the outcome and artifacts the child leaves, then closes the run with a status,
@@ -7,11 +8,11 @@ so that a child that crashed, was killed or was interrupted still leaves a close
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
+from harness.run.artifacts import Artifacts
 from harness.run.events import Epoch, Event, EventHandler, FromJob, Start, Tags
-from harness.run.jobs import run_child
+from harness.run.isolation import Isolation
 from harness.run.pool import WorkerPool
 from harness.run.trial import COMPLETE, FAIL, PRUNED, Outcome, TrialJob
 from harness.tracking import Tracker
@@ -20,47 +21,26 @@ STATUS = {COMPLETE: "FINISHED", PRUNED: "FINISHED", FAIL: "FAILED"}  # MLflow's,
 INTERRUPTED = "interrupted by the user (Ctrl-C); re-run the same command to resume"
 
 
-def run_trial_process(
-    job: TrialJob,
-    log_path: Path,
-    on_event: EventHandler,
-    pool: WorkerPool,
-    environment: dict[str, str] | None = None,
-) -> tuple[Outcome, int]:
-    """Run one job in a `harness.run.trial` process, relay its events; always returns an
-    outcome, and the process's exit code (negative when a signal ended it)."""
-    job_path = job.write()
-    job.outcome_path.unlink(missing_ok=True)
-    returncode = run_child(
-        "harness.run.trial", job_path, log_path, on_event, pool.children, environment
-    )
-    if job.outcome_path.exists():
-        return Outcome.read(job.outcome_path), returncode
-    return Outcome(FAIL, reason=f"{death_reason(returncode)}; log: {log_path}"), returncode
-
-
-def death_reason(returncode: int) -> str:
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
-        hint = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"trial process killed by {name}{hint}"
-    return f"trial process exited with code {returncode} before reporting"
-
-
 class TrackedJobs:
-    """Runs jobs in child processes and keeps each one's MLflow run in step with it."""
+    """Runs jobs apart from this process and keeps each one's MLflow run in step with it."""
 
     def __init__(
-        self, tracker: Tracker, data: Path, pool: WorkerPool, on_event: EventHandler
+        self,
+        tracker: Tracker,
+        data: Path,
+        pool: WorkerPool,
+        isolation: Isolation,
+        artifacts: Artifacts,
+        on_event: EventHandler,
     ) -> None:
         self.tracker = tracker
         self.data = data  # the dataset source, linked to every run as its input
         self.pool = pool
+        self.isolation = isolation
+        self.artifacts = artifacts
         self.on_event = on_event
 
-    def execute(
-        self, job: TrialJob, run_id: str, label: str, environment: dict[str, str]
-    ) -> Outcome:
+    def execute(self, job: TrialJob, run_id: str, label: str, slot: int) -> Outcome:
         """Run a job's process and turn what it reports into its MLflow run, then close it.
 
         A job cut short by Ctrl-C is recorded as interrupted (its run KILLED); one that
@@ -85,16 +65,19 @@ class TrackedJobs:
                     self.tracker.log_metrics(run_id, event.metrics, step=event.epoch)
             self.on_event(FromJob(label, event))
 
-        Path(job.folder).mkdir(parents=True, exist_ok=True)
-        log = Path(job.folder) / "process.log"
-        outcome, returncode = run_trial_process(job, log, on_event, self.pool, environment)
-        if outcome.state == FAIL and self.pool.interrupted(returncode):
+        ran = self.isolation.run(job, on_event, slot)
+        outcome = ran.outcome
+        self.tracker.set_tags(run_id, **ran.tags)
+        if outcome.state == FAIL and self.pool.interrupted(ran.returncode):
             outcome = Outcome(FAIL, reason=INTERRUPTED)
             self.tracker.set_tags(run_id, trial_state=FAIL)
             self.tracker.finish(run_id, "KILLED", INTERRUPTED)
             return outcome
         self.tracker.log_metrics(run_id, outcome.metrics, step=int(config["epochs"]))
-        self.tracker.log_artifacts(run_id, outcome.artifacts)
+        title = f"{config['architecture']} on {config['backend']} (seed {config['seed']})"
+        self.artifacts.add(
+            run_id, Path(job.folder), outcome.artifacts, outcome.epochs, outcome.confusion, title
+        )
         self.tracker.set_tags(
             run_id,
             trial_state=outcome.state,

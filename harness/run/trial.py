@@ -1,24 +1,30 @@
-"""One training run in its own process: `python -m harness.run.trial JOB.json`.
+"""One training run, as a job: `python -m harness.run.trial JOB.json`, or inside a warm worker.
 
-A process per run (`harness.run.jobs`) means a crash, an out-of-memory kill or TensorFlow's GPU
-allocator cannot take the study down, and each run's peak memory is its own. The process reports
-its events (`Start` with its tags, `Tags` once training starts, an `Epoch` per epoch), talks to
-Optuna for pruning, and leaves its outcome and artifacts in files; the parent
-(`harness.run.tracked`) turns all of that into the MLflow run. If the process dies before writing
-its outcome, the parent records why.
+A run never shares the `bench run` process (`harness.run.isolation`): a crash, an out-of-memory
+kill or TensorFlow's GPU allocator cannot take the study down. It runs either in a fresh process
+of its own (`JOB.json`) or in a warm worker that imports its framework once and runs job after
+job (`--serve`, `harness.run.serve`). Either way a run reports its events (`Start` with its tags,
+`Tags` once training starts, an `Epoch` per epoch), talks to Optuna for pruning, and leaves its
+outcome and artifacts in files; the parent (`harness.run.tracked`) turns all of that into the
+MLflow run. If the process dies before writing its outcome, the parent records why.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness.run.events import Epoch, Start, Tags
+from harness.run.events import Epoch, EventHandler, Start, Tags
 from harness.run.jobs import emit, read_job, write_job
+
+if TYPE_CHECKING:
+    from harness.tasks import TaskData
 
 COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
 
@@ -39,6 +45,11 @@ class TrialJob:
     def outcome_path(self) -> Path:
         return Path(self.folder) / "outcome.json"
 
+    @property
+    def log_path(self) -> Path:
+        """The run's own log: the framework's messages and any traceback."""
+        return Path(self.folder) / "process.log"
+
     def write(self) -> Path:
         return write_job(self, Path(self.folder) / "job.json")
 
@@ -50,6 +61,9 @@ class Outcome:
     reason: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)  # end-of-run figures
     artifacts: list[str] = field(default_factory=list)  # files to attach to the run
+    # What the run's figures show, drawn by the parent off the training path (`run.artifacts`)
+    epochs: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics, in order
+    confusion: list[list[int]] | None = None  # the test confusion matrix, for a classifier
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -67,21 +81,33 @@ class Stop(Exception):
         self.value = value
 
 
-def run(job: TrialJob) -> Outcome:
+DATASETS_KEPT = 4  # per process: a warm worker of a search over sequence_length sees several
+
+
+@functools.lru_cache(maxsize=DATASETS_KEPT)
+def dataset(task: str, source: str, params: tuple[tuple[str, object], ...]) -> TaskData:
+    """The splits a run trains on, loaded once per process for each preprocessing."""
+    from harness.tasks import load_task_data
+
+    return load_task_data(task, Path(source), **dict(params))
+
+
+def run(job: TrialJob, report: EventHandler = emit) -> Outcome:
+    """Train `job`'s configuration, telling `report` (the parent, by default) as it goes."""
     from harness.run.devices import pin_to_slot_cores
 
     pin_to_slot_cores()  # before the framework is imported, which sizes its pools by the cores
     from backends import get_backend
     from harness.config import RunConfig
     from harness.system import cpu_model
-    from harness.tasks import baseline_metrics, load_data
+    from harness.tasks import baseline_metrics
     from harness.training import EpochResult, train
 
     config = RunConfig(**job.config)
     backend = get_backend(config.backend)
     framework, version = backend.framework()
-    data = load_data(config, Path(job.data))
-    emit(
+    data = dataset(config.task, job.data, tuple(sorted(config.data_params().items())))
+    report(
         Start(
             digest=data.digest,
             baselines=baseline_metrics(data),
@@ -104,7 +130,7 @@ def run(job: TrialJob) -> Outcome:
 
     def on_epoch(epoch: EpochResult) -> None:
         value = epoch.as_metrics()[job.objective]
-        emit(Epoch(epoch.epoch, config.epochs, epoch.as_metrics()))
+        report(Epoch(epoch.epoch, config.epochs, epoch.as_metrics()))
         if not (math.isfinite(epoch.train_loss) and math.isfinite(epoch.val_loss)):
             raise Stop(f"diverged: loss is {epoch.train_loss} at epoch {epoch.epoch}", None)
         if reporter is not None and reporter.report(value, epoch.epoch):
@@ -116,44 +142,53 @@ def run(job: TrialJob) -> Outcome:
             data,
             on_epoch=on_epoch,
             evaluate_test=job.evaluate_test,
-            on_start=lambda started: emit(Tags(started.execution_tags())),
+            on_start=lambda started: report(Tags(started.execution_tags())),
         )
     except Stop as stop:
         return Outcome(PRUNED, stop.value, str(stop))
+    finally:
+        if reporter is not None:
+            reporter.close()
     return Outcome(
         COMPLETE,
         result.epochs[-1].as_metrics()[job.objective],
         None,
         result.summary_metrics(),
-        write_artifacts(result, Path(job.folder)),
+        write_texts(result, Path(job.folder)),
+        [{"epoch": e.epoch, **e.as_metrics()} for e in result.epochs],
+        None if result.confusion is None else result.confusion.tolist(),
     )
 
 
-def write_artifacts(result, folder: Path) -> list[str]:
-    from harness.report import charts as plots
-
+def write_texts(result, folder: Path) -> list[str]:
+    """The run's text artifacts; its figures are drawn by the parent (`run.artifacts`)."""
     written = {"model_summary.txt": result.model_summary}
     if result.classification_report:
         written["classification_report.txt"] = result.classification_report
     for name, text in written.items():
         (folder / name).write_text(text)
-    figures = {"learning_curves.png": plots.learning_curves(result)}
-    if result.confusion is not None:
-        figures["confusion_matrix.png"] = plots.confusion_matrix(result.confusion)
-    for name, figure in figures.items():
-        figure.savefig(folder / name, dpi=110)
-    return [str(folder / name) for name in [*written, *figures]]
+    return [str(folder / name) for name in written]
 
 
-def main(job_path: str) -> int:
-    job = read_job(TrialJob, job_path)
+def execute(job: TrialJob, report: EventHandler = emit) -> Outcome:
+    """Run `job` and write its outcome file, whatever happens short of the process dying."""
     try:
-        outcome = run(job)
+        outcome = run(job, report)
     except Exception as error:  # noqa: BLE001 - any failure is recorded, never lost
         traceback.print_exc()
         line = f"{type(error).__name__}: {error}".splitlines()[0][:500]
         outcome = Outcome(FAIL, None, line)
     outcome.write(job.outcome_path)
+    return outcome
+
+
+def main(argument: str) -> int:
+    """``JOB.json``: run that one job in this fresh process. ``--serve``: be a warm worker."""
+    if argument == "--serve":
+        from harness.run.serve import serve
+
+        return serve()
+    outcome = execute(read_job(TrialJob, argument))
     return 0 if outcome.state != FAIL else 1
 
 

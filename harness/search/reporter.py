@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
-import time
 
 import optuna
 
@@ -13,17 +13,25 @@ from harness.search.studies import make_pruner
 from harness.study.schema import Pruner
 
 
+@functools.lru_cache(maxsize=4)
+def process_storage(url: str) -> optuna.storages.RDBStorage:
+    """One storage per URL in a trial process: a warm worker runs many trials, and opening a
+    storage (engine, schema check) costs more than a short trial's reports."""
+    return open_storage(url)
+
+
 class TrialReporter:
     """Used inside a trial process: report each epoch's objective and ask whether to prune.
 
-    A daemon thread records a heartbeat every few seconds while the process lives, so that a
-    trial whose process was killed is found (`fail_dead_trials`) and retried.
+    A daemon thread records a heartbeat every few seconds until `close` (the trial ended) or
+    the process dies, so that a trial whose process was killed is found (`fail_dead_trials`)
+    and retried.
     """
 
     def __init__(
         self, storage_url: str, study_name: str, trial_number: int, pruner: Pruner
     ) -> None:
-        self.storage = open_storage(storage_url)
+        self.storage = process_storage(storage_url)
         # Storages keep no pruner: it must be the study file's, passed along by the parent.
         search = optuna.load_study(
             study_name=study_name, storage=self.storage, pruner=make_pruner(pruner)
@@ -33,12 +41,18 @@ class TrialReporter:
         self.trial = optuna.Trial(search, trial_id)
         self.trial_id = trial_id
         self.storage.record_heartbeat(trial_id)
-        threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True).start()
+        self.ended = threading.Event()
+        self.beating = threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True)
+        self.beating.start()
+
+    def close(self) -> None:
+        """The trial ended: no more heartbeats (a warm worker goes on to other trials)."""
+        self.ended.set()
+        self.beating.join()
 
     def _beat(self) -> None:
         parent = os.getppid()
-        while True:
-            time.sleep(HEARTBEAT_SECONDS)
+        while not self.ended.wait(HEARTBEAT_SECONDS):
             if os.getppid() != parent:  # `bench run` died: this orphan's work would be lost
                 os._exit(1)
             try:
