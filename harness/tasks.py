@@ -55,9 +55,23 @@ PREDICT_CHUNK = 512  # reviews per `predict_batch` call (evaluation uses the bat
 SCORE_CHUNK = 64  # token windows per `score_batch` call: its logits are (chunk, time, vocab)
 
 
-def _chunks(size: int, chunk: int) -> Iterator[slice]:
+def _chunks(arrays: tuple[np.ndarray, ...], chunk: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Each `chunk` rows of `arrays` (all of one length), with how many of them are real.
+
+    Every chunk has exactly `chunk` rows, the last one padded with zeros (token 0, the padding
+    token): a compiling backend (XLA, `tf.function`) then compiles its inference once per model
+    instead of once per remainder size, which cost a short run more than its evaluation. Rows
+    are independent in inference, so the padding changes no real row's output; it is cut off.
+    """
+    size = len(arrays[0])
     for start in range(0, size, chunk):
-        yield slice(start, start + chunk)
+        real = min(chunk, size - start)
+        parts = [a[start : start + real] for a in arrays]
+        if real < chunk:
+            parts = [
+                np.concatenate([p, np.zeros((chunk - real, *p.shape[1:]), p.dtype)]) for p in parts
+            ]
+        yield real, parts
 
 
 def predict_logits(
@@ -66,7 +80,7 @@ def predict_logits(
     """Float32 logits of every row of `x` in inference mode, `batch_size` rows at a time:
     ``(len(x),)`` for classification, ``(len(x), time, vocab)`` for a language model (small
     inputs only: tests, examples)."""
-    outputs = [model.predict_batch(x[part]) for part in _chunks(len(x), batch_size)]
+    outputs = [model.predict_batch(xs)[:real] for real, (xs,) in _chunks((x,), batch_size)]
     return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros(0, np.float32)
 
 
@@ -75,7 +89,10 @@ def token_log_likelihood(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Language models: the log-probability of each target token and the top-1 prediction,
     both ``(len(x), time)``, `batch_size` windows at a time."""
-    scored = [model.score_batch(x[part], y[part]) for part in _chunks(len(x), batch_size)]
+    scored = [
+        tuple(out[:real] for out in model.score_batch(xs, ys))
+        for real, (xs, ys) in _chunks((x, y), batch_size)
+    ]
     if not scored:
         return np.zeros(y.shape, np.float32), np.zeros(y.shape, np.int32)
     return (

@@ -147,13 +147,17 @@ class WarmWorker:
         """After the worker died: how (negative for a signal)."""
         return self.process.wait()
 
-    def close(self) -> None:
-        """No more jobs: the worker leaves its loop and exits."""
+    def release(self) -> None:
+        """No more jobs: the worker leaves its loop and begins to exit (`close` waits for it)."""
         if self.process.stdin is not None and not self.process.stdin.closed:
             try:
                 self.process.stdin.close()
             except BrokenPipeError:
                 pass
+
+    def close(self) -> None:
+        """No more jobs: the worker leaves its loop and exits."""
+        self.release()
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -237,6 +241,8 @@ class WarmWorkers:
     def close(self) -> None:
         with self.lock:
             workers, self.workers = list(self.workers.values()), {}
+        for worker in workers:
+            worker.release()  # all of them at once: a framework can take seconds to exit
         for worker in workers:
             worker.close()
 
