@@ -177,6 +177,11 @@ class KerasJaxBackend(KerasBackendBase):
         self._models = [model]
         return model
 
+    def clear_state(self) -> None:
+        """The last model too (kept for `synchronize`), with its compiled functions and state."""
+        self._models = []
+        super().clear_state()
+
     def synchronize(self) -> None:
         """JAX dispatches asynchronously and has no device-wide barrier: wait for the arrays of
         the model in use, then for a computation queued after them on the same device."""

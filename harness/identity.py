@@ -7,11 +7,13 @@ whose study file now says something else stops before any work, naming what chan
 
 In the digest: the task and dataset, epochs, the data options, the fixed values (execution
 options among them), the search space with its defaults, and the objective (and its target):
-everything that changes what one run computes or how it is judged. Not in it: the name and
-description, which architectures and backends take part (each search is one of them), the trial
-budget and timeout, the sampler and pruner (they choose which configurations are tried and which
-stop early, never what a finished run computes), and the re-training's seed count and
-cross-backend switch. Those change how much is run, so changing them resumes and adds runs.
+everything that changes what one run computes or how it is judged; and `MEASUREMENT`, the
+version of how the harness itself measures, so that figures measured two ways are never mixed.
+Not in it: the name and description, which architectures and backends take part (each search
+is one of them), the trial budget and timeout, the sampler and pruner (they choose which
+configurations are tried and which stop early, never what a finished run computes), and the
+re-training's seed count and cross-backend switch. Those change how much is run, so changing
+them resumes and adds runs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
 
 DIGEST_KEY = "definition_digest"  # the tag on runs and experiments, the user attr on searches
 DEFINITION_KEY = "definition"  # the whole definition as JSON, to say what changed
+# How the harness measures; raised whenever a recorded figure changes meaning. 2 (warm
+# workers): peak memory from each run's start, not its process's; evaluation in chunks of one
+# shape (the last padded), which may move a logit in its last bits on a shape-tuned kernel.
+MEASUREMENT = 2
 
 
 def definition(study: Study) -> dict[str, object]:
@@ -41,6 +47,7 @@ def definition(study: Study) -> dict[str, object]:
         "fixed": dict(study.fixed),
         "search": {name: knob.model_dump() for name, knob in study.search.items()},
         "objective": study.objective.model_dump(),
+        "measurement": MEASUREMENT,
     }
 
 
@@ -95,6 +102,12 @@ def check(study: Study, stored_json: str | None, where: str) -> None:
     if digest(stored) == digest(current):
         return
     changed = "; ".join(changes(stored, current)) or "the definition's encoding"
+    if stored.get("measurement") != current["measurement"]:
+        raise BenchError(
+            f"{study.path}: {where} was made by an rnnbench that measures differently "
+            f"({changed}); nothing was run or mixed. Use a new --out (new stores) or a new "
+            "[study] name; the old stores stay readable by the rnnbench that made them"
+        )
     raise BenchError(
         f"{study.path}: the study definition changed since {where} was made ({changed}); "
         "nothing was run or mixed. To keep both results, use a new --out (new stores) or a new "

@@ -295,6 +295,15 @@ class Tracker:
     def set_tags(self, run_id: str, **tags: str) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.client.delete_tag(run_id, key)
+
+    def runs_tagged(self, key: str) -> list[Run]:
+        """Every run of the experiment that carries the tag `key`, whatever its value."""
+        if "`" in key:
+            raise ValueError(f"expected a tag key without '`'; received {key!r}")
+        return list(self._search(f"tags.`{key}` LIKE '%'"))
+
     def write_experiment_tags(self, tags: dict[str, str]) -> None:
         """Tag the experiment, tolerating a lost race: a server on PostgreSQL refuses the second
         of two inserts at the same moment. The caller reads back whichever write won."""

@@ -105,3 +105,13 @@ def test_the_definition_is_recorded_and_a_lost_race_is_read_back(tmp_path):
     untouched = RacingTracker(winner=None)
     identity.check_identity(study, untouched, storage, record=False)  # `bench report` reads only
     assert untouched.tags == {}
+
+
+def test_stores_of_an_rnnbench_that_measured_differently_are_refused():
+    """A store recorded before warm workers (peak memory from the process's start) must not
+    take runs whose peak counts from the run's start."""
+    study = load_study("imdb-quick")
+    before = {k: v for k, v in identity.definition(study).items() if k != "measurement"}
+    with pytest.raises(BenchError, match="measures differently") as refused:
+        identity.check(study, identity.canonical(before), "the stores")
+    assert f"measurement: 'unset' -> {identity.MEASUREMENT}" in str(refused.value)

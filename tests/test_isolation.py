@@ -102,14 +102,17 @@ def test_each_run_in_a_warm_worker_reports_its_own_peak_memory(warm, tmp_path, i
     assert big_peak - small_peak > 200, (big_peak, small_peak)  # the weights alone are 80 MiB x 4
 
 
-def test_a_raising_run_is_recorded_and_the_worker_goes_on(warm, tmp_path, imdb_slice):
-    """A run that raises (a GRU of 2**20 units cannot be allocated) fails alone: the same worker
-    then runs the next job."""
+def test_a_raising_run_is_recorded_and_the_next_job_runs_in_a_clean_worker(
+    warm, tmp_path, imdb_slice
+):
+    """A run that raises (a GRU of 2**20 units cannot be allocated) fails alone, with its
+    traceback in its own log; its worker makes way, and the slot's next job runs."""
     huge = warm.run(job(tmp_path / "huge", imdb_slice, hidden_size=2**20), lambda _: None, 0)
     assert huge.outcome.state == FAIL and "allocate" in huge.outcome.reason
+    assert huge.tags["worker_recycled"].startswith("its run failed")
     assert "Traceback" in (tmp_path / "huge" / "process.log").read_text()  # the run's own log
     after = warm.run(job(tmp_path / "after", imdb_slice), lambda _: None, slot=0)
-    assert after.outcome.state == COMPLETE and after.tags["worker_run"] == "2"
+    assert after.outcome.state == COMPLETE and after.tags["worker_run"] == "1"
 
 
 def test_a_worker_killed_mid_run_fails_that_run_and_is_replaced(warm, tmp_path, imdb_slice):
@@ -146,24 +149,27 @@ def test_a_recycled_worker_leaves_and_the_next_job_gets_a_fresh_one(pool, tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("runs", "resident_mb", "keeps_device_peak", "reason"),
+    ("resident_mb", "failed", "peaks_span_runs", "reason"),
     [
-        ([1, 2], [500, 900], False, None),  # grew 400 MiB: under the bound
-        ([1, 2], [500, 1600], False, "its memory grew to 1600 MiB"),
-        ([1, 2, 3], [500, 500, 500], False, "it reached its limit of 3 runs"),
-        ([1], [500], True, "its framework cannot reset its GPU peak"),
+        ([500, 900], False, False, None),  # grew 400 MiB: under the bound
+        ([500, 1600], False, False, "its memory grew to 1600 MiB"),
+        ([500, 500, 500], False, False, "it reached its limit of 3 runs"),
+        ([500, 500], True, False, "its run failed"),
+        ([500], False, True, "its next run could not have a peak memory of its own"),
     ],
 )
-def test_when_a_worker_is_recycled(pool, tmp_path, runs, resident_mb, keeps_device_peak, reason):
-    """The policy alone, on the figures a worker reports after each run (no process needed)."""
+def test_when_a_worker_is_recycled(pool, tmp_path, resident_mb, failed, peaks_span_runs, reason):
+    """The policy alone, on what a worker reports after each run (no process needed): only the
+    last run of each case is the failed one or the one whose peaks span runs."""
     workers = WarmWorkers(pool, tmp_path, recycle_after=3, recycle_growth_mb=1024)
     worker = SimpleNamespace(runs=0, resident_after_first_mb=None)
     reasons = []
-    for count, resident in zip(runs, resident_mb, strict=True):
+    for count, resident in enumerate(resident_mb, start=1):
         worker.runs = count
-        finished = Finished(failed=False, resident_mb=resident, keeps_device_peak=keeps_device_peak)
+        last = count == len(resident_mb)
+        finished = Finished(last and failed, resident, last and peaks_span_runs)
         reasons.append(workers.recycle_reason(worker, finished))
-    assert reasons[:-1] == [None] * (len(runs) - 1)
+    assert reasons[:-1] == [None] * (len(resident_mb) - 1)
     assert (reasons[-1] or "").startswith(reason or "") and bool(reasons[-1]) == bool(reason)
 
 

@@ -1,4 +1,5 @@
-"""`harness.tracking` against a real SQLite MLflow store: filters, reading back, dataset inputs."""
+"""`harness.tracking` against a real SQLite MLflow store: filters, reading back, dataset inputs,
+and figures attached after the run (`harness.run.artifacts`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness import tracking
+from harness.run.artifacts import PENDING, Artifacts
+from harness.run.trial import Outcome
 from harness.tracking import Tracker, run_filter
 
 QUOTED = ["it's", 'say "hi"', "plain", "it''s", "back\\slash", "50%_off"]
@@ -84,3 +87,32 @@ def test_every_search_reads_all_pages(tracker: Tracker, monkeypatch) -> None:
     assert {r.info.run_id for r in tracker.finished_runs(study="s")} == set(finished)
     assert set(tracker.running_runs(roles=("retrain", "cross"))) == set(running)
     assert len(tracker.runs_frame(study="s")) == 8
+
+
+def test_figures_left_undrawn_by_a_killed_process_are_drawn_by_the_next(tracker, tmp_path):
+    """The process that ran a job died before drawing its figures (on a CPU they wait for the
+    end of the study): the run says so, and the next process of the study attaches them."""
+    folder = tmp_path / "job"
+    folder.mkdir()
+    epochs = [
+        {"epoch": n, "train_loss": 0.7, "val_loss": 0.6, "train_accuracy": 0.5, "val_accuracy": 0.6}
+        for n in (1, 2)
+    ]
+    Outcome("COMPLETE", 0.6, epochs=epochs, confusion=[[3, 1], [2, 4]]).write(
+        folder / "outcome.json"
+    )
+    run_id = tracker.start("retrain seed 0", {"role": "retrain", "architecture": "gru",
+                                              "backend": "torch", "seed": "0"})  # fmt: skip
+    tracker.finish(run_id, "FINISHED")
+    Artifacts(tracker, background=False).add(run_id, folder, "gru on torch (seed 0)")
+    # ... and the process is killed here, before its drain.
+    assert tracker.tag(run_id, PENDING) == str(folder)
+    assert tracker.client.list_artifacts(run_id) == []
+
+    later = Artifacts(tracker, background=False)
+    assert later.recover() == 1
+    later.drain()
+    attached = {a.path for a in tracker.client.list_artifacts(run_id)}
+    assert attached == {"learning_curves.png", "confusion_matrix.png"}
+    assert tracker.tag(run_id, PENDING) is None
+    assert later.recover() == 0  # nothing left pending

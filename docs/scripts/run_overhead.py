@@ -5,10 +5,11 @@ docs/benchmarks.md ("Per-run overhead").
 
 STORE is a tracking URI or an output folder of `bench run` (its mlflow.db is read); STUDY
 defaults to imdb-quick. A run's overhead is its wall time in the store (end minus start: the
-run is opened before its process is asked to start and closed after its artifacts are
-uploaded) minus its training time (`total_train_seconds`, the epochs' training passes). What
-remains is process start, framework import, data loading, model building, the validation and
-test passes (`total_eval_seconds`, shown apart where recorded), plotting and logging. The
+run is opened before its job is sent and closed once its outcome, metrics and text files are
+recorded; its figures are drawn later, off the training path) minus its training time
+(`total_train_seconds`, the epochs' training passes). What remains is process start, framework
+import, data loading, model building, the validation and test passes (`total_eval_seconds`,
+shown apart where recorded) and logging. The
 median of each backend's runs comes with its exact 95% interval (`scipy.stats.quantile_test`,
 distribution-free), as every figure here does.
 """

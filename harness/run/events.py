@@ -61,7 +61,8 @@ class Finished(Event):
     wire = "finished"
     failed: bool  # the outcome is FAIL (a fresh process would have exited with code 1)
     resident_mb: float  # the worker's memory once the run was cleared away (0: unknown)
-    keeps_device_peak: bool  # its framework's GPU peak spans runs: a next run's would be wrong
+    peaks_span_runs: bool  # a next run's peak memory could not be its own (JAX's GPU peak, or
+    # no resettable resident high-water mark): the worker must make way for a fresh process
 
 
 # -- a `bench perf` measuring process (`harness.perf.measure`) ----------------------------------

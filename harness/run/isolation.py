@@ -6,8 +6,10 @@
   (`harness.run.serve`) runs job after job, so those costs are paid once. A crash or an
   out-of-memory kill still takes only the worker, which is replaced; its run is recorded as in
   a fresh process. A worker is recycled after `recycle_after` runs, when its resident memory
-  grew `recycle_growth_mb` past its size after its first run, or after each run on a GPU whose
-  peak its framework cannot reset.
+  grew `recycle_growth_mb` past its size after its first run, after a failed run, and after
+  every run when its next run's peak memory could not be its own (JAX on a GPU, or a system
+  where the resident high-water mark cannot be reset). On a GPU a slot keeps one worker at a
+  time, so that an idle framework's cached memory never crowds the one training.
 - `InProcess`: in the calling process, for tests. No protection at all, and the frameworks of
   every backend it runs end up in one process.
 
@@ -77,9 +79,11 @@ def outcome_of(job: TrialJob, returncode: int) -> Outcome:
 
 
 def prepared(job: TrialJob) -> Path:
-    """Write the job file where its process reads it, and clear any outcome of an earlier try."""
+    """Write the job file where its process reads it, and clear what an earlier try of the same
+    job left (its outcome, its log), so that nothing stale is read as this try's."""
     Path(job.folder).mkdir(parents=True, exist_ok=True)
     job.outcome_path.unlink(missing_ok=True)
+    job.log_path.unlink(missing_ok=True)
     return job.write()
 
 
@@ -120,6 +124,7 @@ class WarmWorker:
                 env={**os.environ, **environment},
             )
         self.pool = pool
+        self.log_path = log_path  # its own output: what it printed outside any job
         self.runs = 0
         self.resident_after_first_mb: float | None = None
 
@@ -130,14 +135,15 @@ class WarmWorker:
         try:
             self.process.stdin.write(f"{job_path}\n")
             self.process.stdin.flush()
+        except BrokenPipeError:
+            return None  # it died before reading the job
+        try:
             for line in self.process.stdout:
                 event = parse_event(line)
                 if isinstance(event, Finished):
                     return event
                 if event is not None:
                     on_event(event)
-        except BrokenPipeError:
-            pass  # it died before reading the job
         except BaseException:  # `on_event` raised: the worker must not outlive its job
             self.kill()
             raise
@@ -188,6 +194,7 @@ class WarmWorkers:
         self.recycle_after = recycle_after
         self.recycle_growth_mb = recycle_growth_mb
         self.workers: dict[tuple[int, str, bool], WarmWorker] = {}
+        self.retired: list[WarmWorker] = []  # recycled, exiting in their own time
         self.lock = threading.Lock()  # slots are threads; each uses only its own workers
 
     def run(self, job: TrialJob, on_event: EventHandler, slot: int) -> Ran:
@@ -200,11 +207,14 @@ class WarmWorkers:
             self.forget(key)
             returncode = worker.exit_code()
             worker.close()
-            return Ran(outcome_of(job, returncode), returncode, tags)
+            outcome = outcome_of(job, returncode)
+            if outcome.state == FAIL and outcome.reason and not job.log_path.exists():
+                outcome.reason += f" (it died before the run's log opened: {worker.log_path})"
+            return Ran(outcome, returncode, tags)
         recycled = self.recycle_reason(worker, finished)
         if recycled:
             self.forget(key)
-            worker.close()
+            self.retire(worker)
             tags["worker_recycled"] = recycled
         returncode = 1 if finished.failed else 0
         return Ran(outcome_of(job, returncode), returncode, tags)
@@ -217,6 +227,9 @@ class WarmWorkers:
                 worker = None
             if worker is None:
                 slot, backend, flush = key
+                if self.pool.gpus:  # one framework per slot holds GPU memory at a time
+                    for other in [k for k in self.workers if k[0] == slot]:
+                        self.retire(self.workers.pop(other))
                 log = self.logs / f"slot-{slot}-{backend}{'' if flush else '-denormals'}.log"
                 worker = WarmWorker(self.pool, self.pool.environment(slot), log)
                 self.workers[key] = worker
@@ -226,10 +239,18 @@ class WarmWorkers:
         with self.lock:
             self.workers.pop(key, None)
 
+    def retire(self, worker: WarmWorker) -> None:
+        """Let `worker` exit in its own time (a framework can take seconds): the slot goes on,
+        and `close` reaps it at the end."""
+        worker.release()
+        self.retired.append(worker)
+
     def recycle_reason(self, worker: WarmWorker, finished: Finished) -> str | None:
         """Why `worker` should make way for a fresh one now, if it should."""
-        if finished.keeps_device_peak:
-            return "its framework cannot reset its GPU peak: every run gets a fresh process"
+        if finished.peaks_span_runs:
+            return "its next run could not have a peak memory of its own: one run per process"
+        if finished.failed:
+            return "its run failed: the next starts from a clean process"
         if worker.runs >= self.recycle_after:
             return f"it reached its limit of {self.recycle_after} runs"
         if worker.resident_after_first_mb is None:
@@ -241,6 +262,7 @@ class WarmWorkers:
     def close(self) -> None:
         with self.lock:
             workers, self.workers = list(self.workers.values()), {}
+            workers, self.retired = [*workers, *self.retired], []
         for worker in workers:
             worker.release()  # all of them at once: a framework can take seconds to exit
         for worker in workers:

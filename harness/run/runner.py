@@ -64,6 +64,7 @@ class StudyRunner:
         (places.out / "jobs").mkdir(parents=True, exist_ok=True)
         self.isolation = make_isolation(isolation, self.pool, places.out / "jobs" / "workers")
         self.artifacts = Artifacts(self.tracker, background=bool(self.pool.gpus))
+        self.artifacts.recover()  # figures an earlier, killed process of the study left undrawn
         jobs = TrackedJobs(
             self.tracker, places.data, self.pool, self.isolation, self.artifacts, self.report
         )
@@ -93,12 +94,16 @@ class StudyRunner:
         try:
             yield
         except BaseException:
-            self.isolation.close()
-            with contextlib.suppress(BenchError):
-                self.artifacts.drain()
+            try:
+                self.isolation.close()
+            finally:
+                with contextlib.suppress(BenchError):
+                    self.artifacts.drain()
             raise
-        self.isolation.close()
-        self.artifacts.drain()
+        try:
+            self.isolation.close()
+        finally:
+            self.artifacts.drain()
 
 
 def planned_jobs(study: Study, retrain: bool = True) -> int:

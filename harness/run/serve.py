@@ -23,7 +23,7 @@ from typing import TextIO
 from harness.run.events import Finished
 from harness.run.jobs import event_writer, read_job
 from harness.run.trial import FAIL, TrialJob, execute
-from harness.system import release_free_memory, resident_memory
+from harness.system import release_free_memory, reset_peak_resident_memory, resident_memory
 
 
 def serve(jobs: TextIO = sys.stdin) -> int:
@@ -33,9 +33,9 @@ def serve(jobs: TextIO = sys.stdin) -> int:
         job = read_job(TrialJob, line.strip())
         with output_to(job.log_path):
             outcome = execute(job, report)
-            keeps_device_peak = clear_after(job)
+            peaks_span_runs = clear_after(job)
         resident = resident_memory() or 0
-        report(Finished(outcome.state == FAIL, resident / 2**20, keeps_device_peak))
+        report(Finished(outcome.state == FAIL, resident / 2**20, peaks_span_runs))
     return 0
 
 
@@ -70,10 +70,12 @@ def output_to(log_path: Path) -> Iterator[None]:
 
 def clear_after(job: TrialJob) -> bool:
     """Clear what `job` left in the framework and give its freed memory back to the system;
-    True when the framework's GPU peak cannot be reset, so the next job needs a fresh process."""
+    True when a next job's peak memory could not be its own (the framework's GPU peak cannot be
+    reset, or this system's resident high-water mark cannot), so it needs a fresh process."""
     from backends import get_backend
 
     backend = get_backend(str(job.config["backend"]))  # imported by the job; a lookup now
     backend.clear_state()
     release_free_memory()
-    return not backend.resets_peak_device_memory and backend.accelerator() is not None
+    device_peak_kept = not backend.resets_peak_device_memory and backend.accelerator() is not None
+    return device_peak_kept or not reset_peak_resident_memory()

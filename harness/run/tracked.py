@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.run.artifacts import Artifacts
+from harness.run.artifacts import Artifacts, title
 from harness.run.events import Epoch, Event, EventHandler, FromJob, Start, Tags
 from harness.run.isolation import Isolation
 from harness.run.pool import WorkerPool
@@ -74,10 +74,10 @@ class TrackedJobs:
             self.tracker.finish(run_id, "KILLED", INTERRUPTED)
             return outcome
         self.tracker.log_metrics(run_id, outcome.metrics, step=int(config["epochs"]))
-        title = f"{config['architecture']} on {config['backend']} (seed {config['seed']})"
-        self.artifacts.add(
-            run_id, Path(job.folder), outcome.artifacts, outcome.epochs, outcome.confusion, title
-        )
+        self.tracker.log_artifacts(run_id, outcome.artifacts)  # the text files: small, now
+        if outcome.epochs or outcome.confusion is not None:  # the figures: off the training path
+            heading = title(config["architecture"], config["backend"], config["seed"])
+            self.artifacts.add(run_id, Path(job.folder), heading)
         self.tracker.set_tags(
             run_id,
             trial_state=outcome.state,
