@@ -209,6 +209,7 @@ def _print_plan(
     """`bench run --dry-run`: what the run would do and where, from the study file alone."""
     from harness.data.source import planned_source
     from harness.run.places import default_places
+    from harness.stores import without_password
     from harness.study.schema import load_study
 
     definition = load_study(study)
@@ -217,8 +218,8 @@ def _print_plan(
     lines = [
         *definition.plan(),
         f"output: {places.out}",
-        f"Optuna storage: {places.storage_url}",
-        f"MLflow tracking: {places.tracking_uri}",
+        f"Optuna storage: {without_password(places.storage_url)}",
+        f"MLflow tracking: {without_password(places.tracking_uri)}",
         f"data: {source}",
         "dry run: nothing was trained, read or stored",
     ]

@@ -35,6 +35,7 @@ from harness.run.events import (
     TrialDone,
     TrialStarted,
 )
+from harness.stores import without_password
 from harness.training import EpochResult, TrainResult
 
 if TYPE_CHECKING:  # only for annotations: `bench train` need not import Optuna or MLflow
@@ -216,8 +217,8 @@ def print_run_summary(console: Console, study: Study, places: RunPlaces) -> None
         "output folder": str(places.out),
         "report": str(places.out / "report" / "report.html"),
         "trial logs": str(places.out / "jobs"),
-        "compare runs": f"mlflow ui --backend-store-uri {places.tracking_uri}",
-        "inspect searches": f"optuna-dashboard {places.storage_url}",
+        "compare runs": f"mlflow ui --backend-store-uri {without_password(places.tracking_uri)}",
+        "inspect searches": f"optuna-dashboard {without_password(places.storage_url)}",
     }
     console.rule(f"study {study.name}")
     for label, value in lines.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from filelock import FileLock
 from sqlalchemy.engine import make_url
@@ -20,6 +21,31 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url[len(scheme) :]
     return url
+
+
+def without_password(url: str) -> str:
+    """`url` as it may be shown or written down: with its password left out (``user@host``), so
+    that no terminal line, log or job file holds it. A URL without one comes back unchanged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.netloc.rsplit('@', 1)[1]}"))
+
+
+def password_environment(url: str) -> dict[str, str]:
+    """What a child process needs to open the PostgreSQL database of `url` once its job file
+    holds `without_password(url)`: libpq's own PGPASSWORD, passed in the child's environment
+    (readable by its user alone), never in a file."""
+    password = urlsplit(url).password
+    if password is None or not url.startswith(POSTGRES_SCHEMES):
+        return {}
+    return {"PGPASSWORD": unquote(password)}
+
+
+def child_url(url: str) -> str:
+    """The storage URL a job file holds: without its password wherever libpq can be given it
+    through the environment (`password_environment`)."""
+    return without_password(url) if password_environment(url) else url
 
 
 def engine_options(url: str) -> dict[str, object]:

@@ -32,7 +32,7 @@ from mlflow.tracking import MlflowClient
 
 import harness
 from harness.errors import BenchError
-from harness.stores import sqlalchemy_url, sqlite_lock
+from harness.stores import sqlalchemy_url, sqlite_lock, without_password
 
 PAGE = 1000  # runs per search request (MLflow's default page size)
 
@@ -107,7 +107,7 @@ def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
         reason = getattr(error, "reason", None) or error
         raise BenchError(
             f"--tracking-uri: expected a reachable MLflow tracking server; received "
-            f"{tracking_uri!r}, which did not answer ({reason})"
+            f"{without_password(tracking_uri)!r}, which did not answer ({reason})"
         ) from None
 
 
@@ -129,8 +129,8 @@ class Tracker:
                 found = self.client.get_experiment_by_name(experiment)
         except Exception as error:  # noqa: BLE001 - any failure here means "cannot reach"
             raise BenchError(
-                f"tracking store {tracking_uri}: expected a reachable MLflow store; "
-                f"received {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+                f"tracking store {without_password(tracking_uri)}: expected a reachable MLflow "
+                f"store; received {type(error).__name__}: {str(error).splitlines()[0][:200]}"
             ) from None
         if found is None:
             self.experiment_id = self._create_experiment(experiment, artifact_root)

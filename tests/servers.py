@@ -87,13 +87,19 @@ def start_mlflow_server(start, backend_store_uri: str, artifacts: Path) -> str:
     return url
 
 
+# The test server asks for this password over TCP (scram-sha-256), as a shared database would;
+# tests check that it never reaches a file, a log or the tracking store.
+POSTGRES_PASSWORD = "pg-secret-7f3a9c"
+
+
 @dataclass(frozen=True)
 class Postgres:
     port: int
     user: str = "bench"
+    password: str = POSTGRES_PASSWORD
 
     def url(self, database: str) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
         with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
@@ -129,7 +135,15 @@ def postgres() -> Iterator[Postgres]:
     def pg(*command: str) -> None:
         subprocess.run([*as_user, *command], check=True, capture_output=True, timeout=120)
 
-    pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "bench", "-A", "trust", "--no-sync")
+    password_file = folder / "password"
+    password_file.write_text(POSTGRES_PASSWORD)
+    if as_user:
+        os.chown(password_file, account.pw_uid, account.pw_gid)
+    pg(
+        str(bin_dir / "initdb"),
+        *("-D", str(data), "-U", "bench", "--pwfile", str(password_file), "--no-sync"),
+        *("--auth-host", "scram-sha-256", "--auth-local", "trust"),
+    )
     options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c max_connections=200"
     pg(
         str(bin_dir / "pg_ctl"),

@@ -117,7 +117,8 @@ def test_a_raising_run_is_recorded_and_the_next_job_runs_in_a_clean_worker(
 
 def test_a_worker_killed_mid_run_fails_that_run_and_is_replaced(warm, tmp_path, imdb_slice):
     """SIGKILL (what the OOM killer sends) once the run has finished an epoch: the run is a FAIL
-    saying so, and the slot's next job gets a new worker."""
+    saying so, and the slot's next job gets a new worker; so does the job after a worker killed
+    while it waited."""
     killed_pid: list[int] = []
 
     def kill_after_first_epoch(event: Event) -> None:
@@ -135,6 +136,11 @@ def test_a_worker_killed_mid_run_fails_that_run_and_is_replaced(warm, tmp_path, 
     assert after.outcome.state == COMPLETE and after.tags["worker_run"] == "1"
     (worker,) = warm.workers.values()
     assert worker.process.pid != killed_pid[0]
+    # Killed while idle, between two jobs: no run is lost, the next job gets a fresh worker.
+    worker.process.kill()
+    worker.process.wait()
+    idle_killed = warm.run(job(tmp_path / "idle", imdb_slice), lambda _: None, slot=0)
+    assert idle_killed.outcome.state == COMPLETE and idle_killed.tags["worker_run"] == "1"
 
 
 def test_a_recycled_worker_leaves_and_the_next_job_gets_a_fresh_one(pool, tmp_path, imdb_slice):

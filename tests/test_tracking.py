@@ -10,6 +10,7 @@ import pytest
 from harness import tracking
 from harness.run.artifacts import PENDING, Artifacts
 from harness.run.trial import Outcome
+from harness.stores import child_url, password_environment, without_password
 from harness.tracking import Tracker, run_filter
 
 QUOTED = ["it's", 'say "hi"', "plain", "it''s", "back\\slash", "50%_off"]
@@ -116,3 +117,19 @@ def test_figures_left_undrawn_by_a_killed_process_are_drawn_by_the_next(tracker,
     assert attached == {"learning_curves.png", "confusion_matrix.png"}
     assert tracker.tag(run_id, PENDING) is None
     assert later.recover() == 0  # nothing left pending
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "environment"),
+    [
+        ("postgresql://ann:p%40ss@db:5432/optuna", "postgresql://ann@db:5432/optuna", "p@ss"),
+        ("postgres://ann:pw@[::1]/o", "postgres://ann@[::1]/o", "pw"),
+        ("http://ann:pw@mlflow:5000", "http://ann@mlflow:5000", None),  # no libpq: shown only
+        ("postgresql://ann@db/optuna", "postgresql://ann@db/optuna", None),  # PGPASSWORD's job
+        ("sqlite:////tmp/out/optuna.db", "sqlite:////tmp/out/optuna.db", None),
+    ],
+)
+def test_urls_are_shown_and_written_without_their_password(url, shown, environment):
+    assert without_password(url) == shown
+    assert password_environment(url) == ({"PGPASSWORD": environment} if environment else {})
+    assert child_url(url) == (shown if environment else url)  # what a job file holds

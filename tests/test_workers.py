@@ -219,6 +219,14 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
     )  # one run per finished trial: no duplicates, none missing
     assert len({r.data.tags["owner"] for r in runs}) >= 2  # the work was shared...
     assert overlapping(runs) >= 2  # ...and done at the same time
+    # The storage's password (PostgreSQL asks for it) reached the trial processes through
+    # their environment only: no file the workers wrote holds it, and job files are private.
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert not [path for path in written if postgres.password.encode() in path.read_bytes()]
+    jobs = [path for path in written if path.name == "job.json"]
+    assert jobs and {path.stat().st_mode & 0o777 for path in jobs} == {0o600}
+    for run in trial_runs(tracking, "shared"):  # nor any tag or param of the tracking store
+        assert postgres.password not in repr({**run.data.tags, **run.data.params})
     # `bench run` re-trained the best trial and reported the shared search...
     table = pd.read_csv(tmp_path / "w0" / "report" / "report.csv", index_col="architecture")
     assert table.loc["gru", ["trials_complete torch", "trials_pruned torch"]].sum() == 9

@@ -58,9 +58,12 @@ def parse_event(line: str) -> Event | None:
 
 
 def write_job(job: Any, path: Path) -> Path:
-    """Write a job (a dataclass) where its child process will read it."""
+    """Write a job (a dataclass) where its child process will read it, readable by its owner
+    alone: a job names the stores it reports to."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(job), indent=1))
+    path.unlink(missing_ok=True)  # a file of an earlier try keeps its mode when rewritten
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.write(json.dumps(asdict(job), indent=1))
     return path
 
 

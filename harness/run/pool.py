@@ -24,17 +24,18 @@ RECORD_SECONDS = 120  # after Ctrl-C, how long the slots get to record their int
 class WorkerPool:
     """The worker slots of one `bench run` or `bench worker` process."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, secrets: dict[str, str] | None = None) -> None:
         if workers < 1:
             raise BenchError(f"--workers: expected an integer >= 1; received {workers}")
         self.workers = workers
         self.gpus = visible_gpus()
+        self.secrets = secrets or {}  # e.g. PGPASSWORD: in the environment, never in a job file
         self.children = ChildProcesses()
         self.stopping = threading.Event()  # set on Ctrl-C: no new work, running work closed
 
     def environment(self, slot: int) -> dict[str, str]:
         """Environment overrides for the child processes of `slot`."""
-        return slot_environment(slot, self.workers, self.gpus)
+        return {**slot_environment(slot, self.workers, self.gpus), **self.secrets}
 
     def interrupted(self, returncode: int) -> bool:
         """True when a child ended because the user pressed Ctrl-C (or this run was stopped)."""

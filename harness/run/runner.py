@@ -32,6 +32,7 @@ from harness.run.pool import WorkerPool
 from harness.run.retrain import Retraining
 from harness.run.searches import Search, Searches
 from harness.run.tracked import TrackedJobs
+from harness.stores import password_environment
 from harness.tracking import Tracker
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class StudyRunner:
         self.study = study
         self.places = places
         self.on_event = on_event
-        self.pool = WorkerPool(workers)
+        self.pool = WorkerPool(workers, password_environment(places.storage_url))
         self.storage = search.open_storage(places.storage_url)
         self.tracker = Tracker(
             places.tracking_uri,

@@ -21,7 +21,7 @@ from harness.run.devices import describe_slot
 from harness.run.events import DeadTrial, SearchOpened, TrialDone, TrialStarted
 from harness.run.tracked import INTERRUPTED
 from harness.run.trial import FAIL, TrialJob
-from harness.stores import sqlite_lock
+from harness.stores import child_url, sqlite_lock
 
 if TYPE_CHECKING:
     from harness.run.context import RunContext
@@ -167,7 +167,7 @@ class Searches:
             objective=self.context.study.objective.metric,
             evaluate_test=False,
             folder=str(self.context.places.out / "jobs" / f"{name}/trial-{trial.number}"),
-            storage_url=self.context.places.storage_url,
+            storage_url=child_url(self.context.places.storage_url),  # its password: environment
             optuna_study=name,
             trial_number=trial.number,
             pruner=self.context.study.pruner.model_dump(exclude_unset=True),

@@ -12,7 +12,7 @@ import optuna
 import sqlalchemy.exc
 
 from harness.errors import BenchError
-from harness.stores import engine_options, sqlalchemy_url, sqlite_lock
+from harness.stores import engine_options, sqlalchemy_url, sqlite_lock, without_password
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # rnnbench shows its own progress
 # Heartbeats with ask-and-tell are "experimental" in Optuna; they are what finds dead trials.
@@ -52,7 +52,8 @@ def open_storage(url: str, attempts: int = 8) -> optuna.storages.RDBStorage:
             break
     raise BenchError(
         f"--storage: expected a reachable Optuna RDB URL (sqlite:///file.db, "
-        f"postgresql://user@host/db); received {url!r} ({type(failure).__name__})"
+        f"postgresql://user@host/db); received {without_password(url)!r} "
+        f"({type(failure).__name__})"
     ) from None
 
 
