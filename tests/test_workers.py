@@ -249,7 +249,7 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
     assert counted == 9
 
     # Kill one worker (and its trial process) in the middle of a trial: the others retry it.
-    study = shared_study(tmp_path, "killed", epochs=60, trials=9)
+    study = shared_study(tmp_path, "killed", epochs=25, trials=9)
     workers = [
         start_worker(study, tmp_path / f"k{n}", storage, tracking, imdb_slice) for n in range(3)
     ]
