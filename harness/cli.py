@@ -26,6 +26,7 @@ from harness.flags import (
     StorageOption,
     StudyOption,
     TrackingOption,
+    VerboseOption,
     WorkersOption,
     run_config_flags,
 )
@@ -67,21 +68,29 @@ def one_line_errors(command: F) -> F:
 @app.command()
 @one_line_errors
 @run_config_flags
-def train(config: RunConfig, data: DataOption = None) -> None:
-    """Train one configuration on IMDB, show per-epoch progress and print the metrics."""
+def train(config: RunConfig, data: DataOption = None, verbose: VerboseOption = False) -> None:
+    """Train one configuration on IMDB, show per-epoch progress and print the metrics.
+
+    The framework's own output goes to a log file, named at the end (-v: to the terminal).
+    """
     from harness.console import print_train_result, training_progress
     from harness.data.source import resolve_source
+    from harness.quiet import native_output_to, train_log_path
     from harness.tasks import baseline_metrics, load_data
     from harness.training import train as run_training
 
-    dataset = load_data(config, resolve_source(data))
-    baselines = baseline_metrics(dataset)
-    with training_progress(console, config) as progress:
-        result = run_training(
-            config, dataset, on_epoch=progress.epoch_done, on_batch=progress.batch_done
-        )
+    log = train_log_path()
+    with native_output_to(log, verbose):
+        dataset = load_data(config, resolve_source(data))
+        baselines = baseline_metrics(dataset)
+        with training_progress(console, config) as progress:
+            result = run_training(
+                config, dataset, on_epoch=progress.epoch_done, on_batch=progress.batch_done
+            )
     result.test.update({k: v for k, v in baselines.items() if k.startswith("unigram_test")})
     print_train_result(Console(), result)
+    if not verbose:
+        console.print(f"[dim]framework log: {escape(str(log))}[/]", highlight=False, soft_wrap=True)
 
 
 @app.command("run")
@@ -94,6 +103,7 @@ def run_study(
     data: DataOption = None,
     workers: WorkersOption = 1,
     isolation: IsolationOption = Isolation.warm,
+    verbose: VerboseOption = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -106,20 +116,26 @@ def run_study(
     """Search every (architecture, backend) of a study, re-train the best, track and report.
 
     Re-running the same command resumes: finished trials and runs are kept, not repeated.
+    Each run's framework output is in its job folder's process.log (-v: also in the terminal).
     """
+    from harness.quiet import quiet_libraries
+
+    quiet_libraries(verbose)
     if dry_run:
         _print_plan(study, out, storage, tracking_uri, data)
         return
     definition, places = _run_with_progress(
-        study, out, storage, tracking_uri, data, workers, isolation, retrain=True
+        study, out, storage, tracking_uri, data, workers, isolation, verbose, retrain=True
     )
     from harness.console import print_run_summary
+    from harness.faults import told_in_one_line
     from harness.report.build import build_report
     from harness.report.render import print_report
 
-    report = build_report(
-        definition, places.tracking_uri, places.storage_url, places.out / "report"
-    )
+    with told_in_one_line(places.named()):
+        report = build_report(
+            definition, places.tracking_uri, places.storage_url, places.out / "report"
+        )
     print_report(Console(), report)
     print_run_summary(Console(), definition, places)
 
@@ -140,13 +156,19 @@ def worker(
     data: DataOption = None,
     workers: WorkersOption = 1,
     isolation: IsolationOption = Isolation.warm,
+    verbose: VerboseOption = False,
 ) -> None:
     """Join a study's searches from this machine: run trials until every budget is used.
 
     Start `bench run` with the same --storage and --tracking-uri on one machine (it also
     re-trains and reports) and `bench worker` on any others; see "Running on several machines".
     """
-    _run_with_progress(study, out, storage, tracking_uri, data, workers, isolation, retrain=False)
+    from harness.quiet import quiet_libraries
+
+    quiet_libraries(verbose)
+    _run_with_progress(
+        study, out, storage, tracking_uri, data, workers, isolation, verbose, retrain=False
+    )
     console.print("[bold]worker done:[/] every search of the study has used its budget")
 
 
@@ -158,6 +180,7 @@ def _run_with_progress(
     data: Path | None,
     workers: int,
     isolation: Isolation,
+    verbose: bool,
     *,
     retrain: bool,
 ) -> tuple[Study, RunPlaces]:
@@ -175,23 +198,26 @@ def _run_with_progress(
     source = resolve_source(data)
     from harness.console import StudyProgress
     from harness.data.corpus import load_corpus
+    from harness.faults import told_in_one_line
     from harness.run.places import default_places
     from harness.run.runner import StudyRunner, planned_jobs
 
     places = default_places(definition, out, source, storage, tracking_uri)
-    # Opening the stores checks the study's identity: a changed definition stops here.
-    runner = StudyRunner(
-        definition, places, on_event=lambda event: None, workers=workers, isolation=isolation.value
-    )
-    load_corpus(source)  # tokenise once, here, with a progress bar; trials reuse the cache
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is a Ctrl-C, not a kill -9
     try:
-        with StudyProgress(console, planned_jobs(definition, retrain=retrain)) as progress:
-            runner.on_event = progress
-            if retrain:
-                runner.run()
-            else:
-                runner.search_all()
+        with told_in_one_line(places.named()):
+            # Opening the stores checks the study's identity: a changed definition stops here.
+            runner = StudyRunner(
+                definition, places, lambda event: None, workers=workers, isolation=isolation.value
+            )
+            load_corpus(source)  # tokenise once, with a progress bar; trials reuse the cache
+            total = planned_jobs(definition, retrain=retrain)
+            with StudyProgress(console, total, verbose) as progress:
+                runner.on_event = progress
+                if retrain:
+                    runner.run()
+                else:
+                    runner.search_all()
     except KeyboardInterrupt:
         console.print(
             "[bold red]interrupted:[/] the running trials were closed as interrupted; "
@@ -239,8 +265,13 @@ def report(
     out: OutOption = None,
     storage: StorageOption = None,
     tracking_uri: TrackingOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Build the comparison of a study that has run: every backend against its baseline."""
+    from harness.quiet import quiet_libraries
+
+    quiet_libraries(verbose)
+    from harness.faults import told_in_one_line
     from harness.report.build import build_report
     from harness.report.render import print_report
     from harness.run.places import existing_places
@@ -248,9 +279,10 @@ def report(
 
     definition = load_study(study)
     places = existing_places(definition, out, storage, tracking_uri)
-    result = build_report(
-        definition, places.tracking_uri, places.storage_url, places.out / "report"
-    )
+    with told_in_one_line(places.named()):
+        result = build_report(
+            definition, places.tracking_uri, places.storage_url, places.out / "report"
+        )
     print_report(Console(), result)
 
 

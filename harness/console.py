@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -138,22 +140,65 @@ def print_train_result(console: Console, result: TrainResult) -> None:
         console.print(f"confusion matrix (rows true neg/pos): [[{tn} {fp}] [{fn} {tp}]]")
 
 
-class StudyProgress:
-    """Live view of `bench run`: one bar over every job, the jobs running now (one per worker
-    slot), and a line per finished trial or run."""
+@dataclass
+class SearchLine:
+    """One search as the study display shows it: its trials so far and its best value."""
 
-    def __init__(self, console: Console, total_jobs: int) -> None:
+    budget: int | None
+    done: int = 0
+    best: float | None = None
+
+    def render(self) -> str:
+        budget = f"/{self.budget}" if self.budget else ""
+        best = "" if self.best is None else f"  best {self.best:.4f}"
+        return f"{self.done}{budget} trials{best}"
+
+
+class StudyBar(Progress):
+    """rich's progress bar with the searches above it: one line each, with its best so far."""
+
+    def __init__(self, searches: dict[str, SearchLine], *args: object, **kwargs: object) -> None:
+        self.searches = searches  # first: rich draws the display while it is being built
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def get_renderables(self) -> Iterator[Table]:
+        if self.searches:
+            table = Table.grid(padding=(0, 2))
+            for name, line in self.searches.items():
+                table.add_row(escape(name), line.render())
+            yield table
+        yield self.make_tasks_table(self.tasks)
+
+
+class StudyProgress:
+    """Live view of `bench run`: each search with its trials and best value so far, one bar over
+    every job (trials, re-trainings and cross runs) with the elapsed time and an estimate of the
+    rest, the jobs running now, and a line per finished job.
+
+    The estimate counts only jobs finished by this process (resumed ones cost nothing) and
+    divides the wall time by them, so several workers at once are accounted for. Off a
+    terminal the live part is left out (rich draws it once, at the end) and the line of each
+    finished job carries the count and the estimate, so a log file says the same.
+    """
+
+    def __init__(self, console: Console, total_jobs: int, verbose: bool = False) -> None:
         self.console = console
-        self.progress = Progress(
+        self.verbose = verbose  # each finished job's process.log is shown after its line
+        self.searches: dict[str, SearchLine] = {}
+        self.progress = StudyBar(
+            self.searches,
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("jobs"),
             TimeElapsedColumn(),
+            TextColumn("eta {task.fields[eta]}"),
             console=console,
         )
-        self.task = self.progress.add_task("starting", total=total_jobs)
+        self.task = self.progress.add_task("starting", total=total_jobs, eta="-")
         self.running: dict[str, str] = {}  # job label -> its latest status
+        self.started = time.monotonic()
+        self.finished_here = 0  # jobs this process ran to an end (not resumed ones)
 
     def __enter__(self) -> StudyProgress:
         self.progress.__enter__()
@@ -166,8 +211,9 @@ class StudyProgress:
         match event:
             case SearchOpened():
                 self.progress.advance(self.task, event.done)
+                self.searches[_short(event.name)] = SearchLine(event.budget, event.done)
                 self.console.print(
-                    f"[bold]{event.name}[/]: search, {event.done} of "
+                    f"[bold]{escape(event.name)}[/]: search, {event.done} of "
                     f"{event.budget or 'unlimited'} trials already finished"
                 )
             case DeadTrial():
@@ -184,12 +230,13 @@ class StudyProgress:
                     f"val_loss {epoch.metrics['val_loss']:.4f}"
                 )
             case TrialDone():
-                self.progress.advance(self.task)
+                line = self.searches.setdefault(_short(event.search), SearchLine(None))
+                line.done += 1
+                line.best = event.best
                 value = "" if event.value is None else f" value {event.value:.4f}"
                 best = "" if event.best is None else f" (best {event.best:.4f})"
-                self._finished(event.job, f"{event.state}{value}{best}", event.reason)
+                self._finished(event.job, f"{event.state}{value}{best}", event.reason, event.log)
             case RetrainDone():
-                self.progress.advance(self.task)
                 shown = "".join(
                     f" {label} {event.metrics[name]:.4f}"
                     for name, label in (
@@ -198,17 +245,43 @@ class StudyProgress:
                     )
                     if name in event.metrics
                 )
-                self._finished(event.job, f"{event.state}{shown}", event.reason)
+                self._finished(event.job, f"{event.state}{shown}", event.reason, event.log)
             case Skipped():
                 self.progress.advance(self.task)
         shown = list(self.running.values())
         description = shown[0] if len(shown) == 1 else f"{len(shown)} running: " + " | ".join(shown)
         self.progress.update(self.task, description=description if shown else "waiting")
 
-    def _finished(self, job: str, outcome: str, reason: str | None) -> None:
+    def _finished(self, job: str, outcome: str, reason: str | None, log: str | None) -> None:
+        self.finished_here += 1
+        self.progress.advance(self.task)
+        task = self.progress.tasks[self.task]
+        eta = self.remaining(task.completed, task.total)
+        self.progress.update(self.task, eta=eta)
         because = f": {reason}" if reason else ""
-        self.console.print(f"  {job} {outcome}{because}", highlight=False, markup=False)
+        count = f"[{task.completed:.0f}/{task.total:.0f}, eta {eta}]"
+        self.console.print(f"  {job} {outcome}{because} {count}", highlight=False, markup=False)
         self.running.pop(job, None)
+        if self.verbose and log and Path(log).is_file():
+            for text in Path(log).read_text(errors="replace").splitlines():
+                self.console.print(f"    | {text}", style="dim", highlight=False, markup=False)
+
+    def remaining(self, completed: float, total: float | None) -> str:
+        """The rest of the study at the pace of this process's finished jobs, e.g. '3m05s'."""
+        left = (total or 0) - completed
+        if left <= 0:
+            return "0s"
+        seconds = (time.monotonic() - self.started) / self.finished_here * left
+        minutes, seconds = divmod(round(seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        if hours:
+            return f"{hours}h{minutes:02d}m"
+        return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _short(search: str) -> str:
+    """`<study>/<architecture>/<backend>` without the study's name, which every line shares."""
+    return search.split("/", 1)[-1]
 
 
 def print_run_summary(console: Console, study: Study, places: RunPlaces) -> None:

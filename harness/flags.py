@@ -71,6 +71,17 @@ WorkersOption = Annotated[
 ]
 
 
+VerboseOption = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Show the frameworks' and MLflow's own output (start-up lines, logging) in the "
+        "terminal too; without it, it goes to a log file.",
+    ),
+]
+
+
 class Isolation(enum.StrEnum):
     """How each run is kept apart from `bench run` (`harness.run.isolation`)."""
 

@@ -2,11 +2,15 @@
 
 Hierarchy inside the experiment named after the study:
 
-    <arch>/<backend> search            role=search, one per (architecture, backend)
-      trial <n>                        role=trial, one per Optuna trial (nested)
-      retrain seed <s>                 role=retrain, the search's best config on a fresh seed
-      cross <backend> seed <s>         role=cross, the best config run on the other backend
-    report                             role=report, the comparison tables and charts
+    <arch>/<backend> search                   role=search, one per (architecture, backend)
+      <arch>/<backend> trial <n>              role=trial, one per Optuna trial (nested)
+      <arch>/<backend> retrain seed <s>       role=retrain, the search's best config, fresh seed
+      <arch>/<other> cross from <backend> seed <s>   role=cross, that config on another backend
+    <study> report                            role=report, the comparison tables and charts,
+                                              one per study, rewritten by every `bench report`
+
+The experiment is tagged as model training (`mlflow.experimentKind`), so MLflow's UI opens on
+these runs rather than on its GenAI overview.
 
 Only the parent process talks to MLflow: it creates each run, fills it in from the events and
 files its trial process leaves (`harness.run.trial`), and closes it with a status, so a crashed
@@ -15,8 +19,10 @@ trial's run is still closed, with its reason.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
+import tempfile
 import time
 import urllib.request
 import warnings
@@ -29,6 +35,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 
 import harness
 from harness.errors import BenchError
@@ -37,6 +44,8 @@ from harness.stores import sqlalchemy_url, sqlite_lock, without_password
 PAGE = 1000  # runs per search request (MLflow's default page size)
 
 PARENT_TAG = "mlflow.parentRunId"
+# What MLflow 3's UI reads to open an experiment on its runs, not on its GenAI overview.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 RUN_COLUMNS = ["run_id", "status", "start_time"]  # `runs_frame`'s columns besides tags.x etc.
 
 
@@ -136,6 +145,8 @@ class Tracker:
             self.experiment_id = self._create_experiment(experiment, artifact_root)
         else:
             self.experiment_id = found.experiment_id
+        if found is None or EXPERIMENT_KIND not in found.tags:  # also a store made before it
+            self.write_experiment_tags({EXPERIMENT_KIND: MODEL_TRAINING})
         self.base_tags = {
             "rnnbench_version": harness.__version__,
             "git_commit": git_commit(),
@@ -190,6 +201,18 @@ class Tracker:
         all_tags = {**self.base_tags, **tags, **({PARENT_TAG: parent} if parent else {})}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
         return run.info.run_id
+
+    def reopen(self, name: str, tags: dict[str, str]) -> str:
+        """The run whose tags equal `tags`, marked running again to be rewritten in place (its
+        id, and so every link to it, stays); a new run when there is none yet."""
+        found = self.find_run(**tags)
+        if found is None:
+            return self.start(name, tags)
+        self.client.update_run(found, status="RUNNING", name=name)
+        self.set_tags(found, **{**self.base_tags, **tags})
+        if self.tag(found, "failure_reason") is not None:  # from an earlier, failed rewrite
+            self.delete_tag(found, "failure_reason")
+        return found
 
     def finish(self, run_id: str, status: str, reason: str | None = None) -> None:
         """Close a run: FINISHED, FAILED or KILLED, with the reason as a tag when there is one."""
@@ -270,6 +293,13 @@ class Tracker:
             # fails on the store's unique key. Now that it exists, linking it succeeds.
             time.sleep(1)
             self.client.log_inputs(run_id, inputs)
+        # The runs table shows a search collapsed to its parent run: it names the data too.
+        parent = self.tag(run_id, PARENT_TAG)
+        if parent and not self.client.get_run(parent).inputs.dataset_inputs:
+            try:
+                self.client.log_inputs(parent, inputs)
+            except MlflowException:
+                pass  # another worker's trial linked it a moment ago
 
     def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
         # Not every store accepts NaN or infinity; a diverged run says so in its tags instead.
@@ -286,8 +316,19 @@ class Tracker:
             self.client.log_artifact(run_id, path)
 
     def log_table(self, run_id: str, frame: pd.DataFrame, name: str) -> None:
-        """A table as a JSON artifact, which MLflow's UI shows as a table."""
-        self.client.log_table(run_id, frame, name)
+        """A table as a JSON artifact that MLflow's UI shows as a table (and `load_table` reads).
+
+        Written whole, in `MlflowClient.log_table`'s format and with its tag, because that
+        method appends to a table of the same name: a rewritten report would double its rows.
+        """
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            frame.to_json(path, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(run_id, str(path))
+        logged = json.loads(self.tag(run_id, MLFLOW_LOGGED_ARTIFACTS) or "[]")
+        entry = {"path": name, "type": "table"}
+        if entry not in logged:
+            self.set_tags(run_id, **{MLFLOW_LOGGED_ARTIFACTS: json.dumps([*logged, entry])})
 
     def log_text(self, run_id: str, text: str, name: str) -> None:
         self.client.log_text(run_id, text, name)

@@ -3,8 +3,15 @@ backend suites build."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 from backends import Backend, TrainableModel
@@ -25,6 +32,45 @@ def bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         timeout=timeout,
     )
+
+
+def bench_in_terminal(
+    *args: str, columns: int = 140, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """`bench ARGS` attached to a pseudo-terminal, as a person at a terminal sees it: its exit
+    code, and everything it drew (escape codes and redraws included) as both stdout and
+    stderr, which a terminal shows as one stream."""
+    screen, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        cwd=REPO,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    os.close(terminal)
+    drawn = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([screen], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(screen, 65536)
+            except OSError:  # EIO: every process holding the terminal has closed it
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        process.kill()
+        os.close(screen)
+    output = drawn.decode(errors="replace")
+    return subprocess.CompletedProcess(process.args, code, output, output)
 
 
 def tiny_spec(arch: str, layers: int = 1, **fields) -> ModelSpec:

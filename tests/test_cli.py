@@ -7,6 +7,7 @@ import inspect
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import REPO, bench
@@ -41,6 +42,21 @@ def test_train_prints_epochs_and_test_metrics(backend, imdb_slice):
     for expected in ("val acc", "roc_auc", "perplexity", "time to first epoch", "peak_rss"):
         assert expected in done.stdout
     assert f"{backend}/bilstm" in done.stdout
+    # A quiet terminal: the framework's own start-up lines went to the log it names.
+    assert not [line for line in done.stdout.splitlines() if chatter(line)]
+    assert not [line for line in done.stderr.splitlines() if chatter(line)]
+    (named,) = [line for line in done.stderr.splitlines() if line.startswith("framework log: ")]
+    log = Path(named.removeprefix("framework log: "))
+    if backend == "keras":  # TensorFlow's C++ logging, below Python, was caught too
+        assert [line for line in log.read_text().splitlines() if chatter(line)]
+
+
+CHATTER = ("absl::InitializeLog", "oneDNN custom operations", "cuda drivers", "cuInit", "I0000")
+
+
+def chatter(line: str) -> bool:
+    """A line of TensorFlow's (absl) start-up logging, not rnnbench's own output."""
+    return any(text in line for text in CHATTER)
 
 
 # Each cell type on one backend, the backends taken in turn (the conformance suite trains every
@@ -74,6 +90,19 @@ def test_every_cell_type_trains_through_the_cli(arch, backend, imdb_slice):
     assert done.returncode == 0, done.stderr
     assert "epoch 1/1" in done.stderr
     assert f"{backend}/{arch}" in done.stdout and "roc_auc" in done.stdout
+
+
+@pytest.mark.slow
+def test_verbose_lets_the_frameworks_own_output_through(imdb_slice):
+    done = bench(
+        "train",
+        "-v",
+        *("--backend", "keras", "--arch", "simple_rnn", "--epochs", "1", "--hidden-size", "4"),
+        *("--sequence-length", "16", "--num-words", "500", "--data", str(imdb_slice)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if chatter(line)]
+    assert "framework log:" not in done.stderr
 
 
 def error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -163,12 +164,40 @@ def test_files_are_written(report: Report, stores: SimpleNamespace) -> None:
 def test_report_run_holds_the_files(report: Report, stores: SimpleNamespace) -> None:
     run = stores.client.get_run(report.run_id)
     assert run.data.tags["role"] == "report" and run.data.tags["study"] == STUDY
-    assert run.info.run_name == "report" and run.info.status == "FINISHED"
+    assert run.info.run_name == f"{STUDY} report" and run.info.status == "FINISHED"
     listed = {a.path for a in stores.client.list_artifacts(report.run_id)}
     # The files, the verdict as an MLflow table (shown in the UI's artifact view) and in words.
     assert listed == {p.name for p in report.paths.values()} | {"verdicts.json", "headline.txt"}
     headline = stores.client.download_artifacts(report.run_id, "headline.txt")
     assert Path(headline).read_text().splitlines() == report.headline
+    assert len(_logged_table(stores, report.run_id)) == len(report.verdict_table) > 0
+
+
+def _logged_table(stores: SimpleNamespace, run_id: str) -> pd.DataFrame:
+    """verdicts.json as MLflow's UI reads it: a table artifact named in the run's tag (the
+    client's `load_table` would search the process-wide tracking URI, not this store)."""
+    tag = json.loads(stores.client.get_run(run_id).data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "verdicts.json", "type": "table"} in tag
+    path = stores.client.download_artifacts(run_id, "verdicts.json")
+    return pd.read_json(path, orient="split")
+
+
+def test_a_rebuilt_report_rewrites_its_run_in_place(
+    report: Report, stores: SimpleNamespace, tmp_path: Path
+) -> None:
+    """`bench report` run again keeps one report run per study, its table not doubled."""
+    again = build_report(
+        make_study(STUDY, ARCHS), stores.tracking_uri, stores.storage_url, tmp_path / "report"
+    )
+    assert again.run_id == report.run_id
+    experiment = stores.client.get_experiment_by_name(STUDY).experiment_id
+    reports = stores.client.search_runs([experiment], "tags.role = 'report'")
+    assert [r.info.run_id for r in reports] == [report.run_id]
+    assert reports[0].info.status == "FINISHED"
+    assert len(_logged_table(stores, report.run_id)) == len(report.verdict_table)
+    # MLflow's UI opens the experiment on its training runs, not on the GenAI overview.
+    tags = stores.client.get_experiment(experiment).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_print_report(report: Report) -> None:
@@ -297,4 +326,5 @@ def test_a_study_of_one_backend_reports_without_a_verdict(
     print_report(console, found)
     assert "verdict (95% confidence intervals" not in console.export_text()
     listed = {a.path for a in stores.client.list_artifacts(found.run_id)}
-    assert "headline.txt" in listed and "verdicts.json" not in listed
+    assert "headline.txt" in listed  # the same report run, rewritten: no verdict left in it
+    assert _logged_table(stores, found.run_id).empty

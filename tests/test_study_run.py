@@ -7,6 +7,7 @@ tests read MLflow with its client and Optuna with its API, and finally through t
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import optuna
 import pytest
 import tomli_w
 from conftest import NO_PRUNING, PRUNE_AFTER_ONE_EPOCH, study_document
-from helpers import bench
+from helpers import bench, bench_in_terminal
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from servers import free_port, get_json, start_mlflow_server
@@ -54,18 +55,21 @@ def tiny_text(trials: int, pruner: dict[str, object]) -> str:
 
 
 def run_tiny(
-    folder: Path, data: Path, trials: int, pruner: dict[str, object]
+    folder: Path, data: Path, trials: int, pruner: dict[str, object], terminal: bool = False
 ) -> subprocess.CompletedProcess:
+    """The tiny study through `bench run`; `terminal`: on a pseudo-terminal, as a person runs it
+    (its output then holds the live display)."""
     study = folder / "tiny.toml"
     study.write_text(tiny_text(trials, pruner))
-    return bench("run", "--study", str(study), "--out", str(folder / "out"), "--data", str(data))
+    run = bench_in_terminal if terminal else bench
+    return run("run", "--study", str(study), "--out", str(folder / "out"), "--data", str(data))
 
 
 @pytest.fixture(scope="module")
 def stores(imdb_slice, tmp_path_factory):
     """Run the tiny study, snapshot it, then resume it with one more trial that gets pruned."""
     folder = tmp_path_factory.mktemp("tiny-study")
-    first = run_tiny(folder, imdb_slice, trials=2, pruner=NO_PRUNING)
+    first = run_tiny(folder, imdb_slice, trials=2, pruner=NO_PRUNING, terminal=True)
     assert first.returncode == 0, first.stderr[-3000:]
     out = folder / "out"
     snapshot = folder / "after-first-run"
@@ -231,6 +235,26 @@ def test_report_compares_both_backends(stores):
     assert "optuna-dashboard sqlite:///" in stores["second_run"].stdout
 
 
+def test_a_terminal_shows_the_study_progress_and_no_library_chatter(stores):
+    """The first run drew on a pseudo-terminal: one live display over the whole study (jobs
+    done of all planned, elapsed time, an estimate of the rest, each search's best so far) and
+    none of TensorFlow's or MLflow's own start-up lines, which went to each run's process.log."""
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stores["first_run"].stdout)
+    # 2 searches x (2 trials + 2 backends x 1 seed): rich redraws the bar as jobs finish.
+    bars = re.findall(r"(\d+)/(\d+) jobs \d+:\d\d:\d\d eta (\S+)", drawn)
+    assert {total for _, total, _ in bars} == {"8"}
+    assert {done for done, _, _ in bars} >= {"0", "4", "8"}
+    assert any(eta not in ("-", "0s") for done, _, eta in bars if done == "4")  # an estimate
+    for backend in BACKENDS:  # each search on a line of its own, with its best value so far
+        assert re.search(rf"gru/{backend} +2/2 trials +best 0\.\d{{4}}", drawn)
+    finished = re.findall(r"\[(\d+)/8, eta \S+\]", drawn)  # and each job's line its count
+    assert sorted(map(int, finished)) == list(range(1, 9))
+    chatter = ("absl::InitializeLog", "oneDNN custom operations", "Creating initial MLflow")
+    assert not [line for line in drawn.splitlines() if any(c in line for c in chatter)]
+    keras_logs = (stores["first"] / "jobs").glob("tiny/gru/keras/*/process.log")
+    assert any("oneDNN custom operations" in log.read_text() for log in keras_logs)
+
+
 def test_optuna_dashboard_serves_the_studies(stores, server):
     port = free_port()
     dashboard = Path(sys.executable).with_name("optuna-dashboard")
@@ -272,18 +296,19 @@ def test_mlflow_server_serves_the_runs(stores, server, tmp_path):
 
 def test_bench_report_rebuilds_the_comparison_from_the_stores(stores):
     out = stores["out"]
-    before = len(mlflow_runs(out, role="report"))
+    before = [run.info.run_id for run in mlflow_runs(out, role="report")]
     done = bench("report", "--study", str(out.parent / "tiny.toml"), "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "search best val_accuracy keras" in done.stdout and "gru" in done.stdout
-    assert len(mlflow_runs(out, role="report")) == before + 1
+    # One report run per study, rewritten in place: its id (and links to it) stay.
+    assert [run.info.run_id for run in mlflow_runs(out, role="report")] == before
     missing = bench("report", "--study", str(out.parent / "tiny.toml"), "--out", "/no/such/run")
     assert missing.returncode == 2 and "error: --out" in missing.stderr
 
 
 def store_counts(out: Path) -> tuple[int, int]:
     """Training runs (MLflow) and trials (Optuna) in the stores, to prove that none was added;
-    report runs are left out, as every report adds one."""
+    report runs are left out, as a report rewrites its own."""
     runs = sum(len(mlflow_runs(out, role=role)) for role in ("search", "trial", "retrain", "cross"))
     trials = sum(len(optuna_study(out, backend).trials) for backend in BACKENDS)
     return runs, trials

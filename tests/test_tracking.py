@@ -66,10 +66,14 @@ def test_the_dataset_input_is_logged_through_public_entities(
     dataset = tmp_path / "aclImdb.tar.gz"
     dataset.write_bytes(b"reviews")
     digest = "ab" * 32
-    run_id = tracker.start("trial 0", {"role": "trial"})
-    tracker.log_start(run_id, {"epochs": 3}, {"device": "cpu"}, dataset, digest)
-    run = tracker.client.get_run(run_id)
-    (logged,) = run.inputs.dataset_inputs
+    parent = tracker.start("lstm/torch search", {"role": "search"})
+    for trial in range(2):  # the parent, shown collapsed in the UI, names the data once
+        run_id = tracker.start(f"trial {trial}", {"role": "trial"}, parent=parent)
+        tracker.log_start(run_id, {"epochs": 3}, {"device": "cpu"}, dataset, digest)
+        run = tracker.client.get_run(run_id)
+        (logged,) = run.inputs.dataset_inputs
+        (on_parent,) = tracker.client.get_run(parent).inputs.dataset_inputs
+        assert on_parent.dataset.digest == logged.dataset.digest
     assert logged.dataset.name == "imdb" and logged.dataset.digest == digest[:36]
     assert logged.dataset.source_type == "local"
     assert dataset.resolve().as_uri() in logged.dataset.source

@@ -66,12 +66,12 @@ class RawReview:
 
 def cache_dir() -> Path:
     """The folder for downloads and derived arrays: `BENCH_CACHE`, else the per-user cache."""
-    folder = _cache_root()
+    folder = cache_root()
     ensure_writable(folder)
     return folder
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
     return Path(os.environ.get(ENV_CACHE) or platformdirs.user_cache_dir("rnnbench")).expanduser()
 
 
@@ -109,7 +109,7 @@ def planned_source(path: str | Path | None) -> str:
     checked as usual, but nothing is downloaded or created."""
     if (path is not None and str(path) != "") or os.environ.get(ENV_DATA):
         return str(resolve_source(path))
-    dest = _cache_root() / DOWNLOAD_NAME
+    dest = cache_root() / DOWNLOAD_NAME
     if dest.is_file():
         return str(dest)
     url = os.environ.get(ENV_DATA_URL) or CANONICAL_URL

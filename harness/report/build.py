@@ -78,11 +78,12 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     pictures = [paths[chart] for chart in render.CHARTS]
     paths["html"].write_text(render.html_page(study.name, headline, verdicts, sections, pictures))
 
-    run_id = tracker.start("report", {"role": "report", "study": study.name})
+    # One report run per study definition, rewritten by each `bench report`.
+    tags = {"role": "report", "study": study.name, DIGEST_KEY: study_digest(study)}
+    run_id = tracker.reopen(f"{study.name} report", tags)
     try:
         tracker.log_artifacts(run_id, [str(path) for path in paths.values()])
-        if not verdicts.empty:
-            tracker.log_table(run_id, verdicts, "verdicts.json")
+        tracker.log_table(run_id, verdicts, "verdicts.json")  # empty: no contender (yet)
         tracker.log_text(run_id, "\n".join(headline) + "\n", "headline.txt")
     except Exception as error:
         tracker.finish(run_id, "FAILED", f"{type(error).__name__}: {error}")
@@ -106,7 +107,7 @@ def _charts(
     return {
         "accuracy": charts.points_and_intervals(quality, backends, view_of(study).cross[1], "seed"),
         "time": charts.points_and_intervals(
-            epochs, backends, "seconds per epoch (steady state)", "epoch"
+            epochs, backends, "seconds per epoch (steady state)", "run"
         ),
         "optimization_history": charts.optimization_history(
             trials, study.architectures, backends, objective.metric, objective.direction

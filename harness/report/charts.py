@@ -3,6 +3,7 @@ and the report's comparison charts. Figures are built without pyplot's global st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -72,10 +73,15 @@ def optimization_history(
 ) -> Figure:
     """Each completed trial's objective and the running best, one panel per architecture;
     a pruned trial is a cross at the last value it reported before it was stopped."""
-    figure = Figure(figsize=(1 + 4 * len(architectures), 3.6), layout="constrained")
-    panels = figure.subplots(1, len(architectures), squeeze=False)[0]
+    # At most three panels a row: a row of four is too wide to read on a page (report.html).
+    rows = math.ceil(len(architectures) / 3)
+    columns = math.ceil(len(architectures) / rows)
+    figure = Figure(figsize=(1 + 4 * columns, 3.6 * rows), layout="constrained")
+    panels = list(figure.subplots(rows, columns, squeeze=False).flat)
+    for spare in panels[len(architectures) :]:
+        spare.remove()
     running = np.fmax.accumulate if direction == "maximize" else np.fmin.accumulate
-    for axes, arch in zip(panels, architectures, strict=True):
+    for axes, arch in zip(panels, architectures, strict=False):
         for i, backend in enumerate(backends):
             found = trials.get((arch, backend), ())
             pruned = [
@@ -118,7 +124,8 @@ def points_and_intervals(
     from harness.report.verdicts import mean_interval
 
     architectures = list(groups)
-    figure = Figure(figsize=(2 + 1.6 * max(len(architectures), 1), 3.8), layout="constrained")
+    # Two groups wide at least: narrower, the two-line title no longer fits.
+    figure = Figure(figsize=(2 + 1.6 * max(len(architectures), 2), 3.8), layout="constrained")
     axes = figure.subplots()
     width = 0.8 / max(len(backends), 1)
     rng = np.random.default_rng(0)  # jitter only; the same report draws the same picture
@@ -158,7 +165,7 @@ def points_and_intervals(
         else f"{min(counts, default=0)}-{max(counts, default=0)}"
     )
     n = f"n = {spread} {unit}s per bar" if counts else "no runs"
-    axes.set(ylabel=ylabel, title=f"{ylabel}: each {unit}, mean and 95% CI ({n})")
+    axes.set(ylabel=ylabel, title=f"{ylabel}\neach {unit}, mean and 95% CI ({n})")
     if counts:
         axes.legend(fontsize="small")
     axes.grid(axis="y", alpha=0.3)

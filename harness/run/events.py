@@ -161,10 +161,12 @@ class TrialStarted(Event):
 @dataclass(frozen=True)
 class TrialDone(Event):
     job: str
+    search: str  # the Optuna study, <study>/<architecture>/<backend>
     state: str  # COMPLETE, PRUNED or FAIL
     value: float | None
     best: float | None  # the search's best value so far
     reason: str | None
+    log: str | None = None  # the run's process.log: what its framework printed
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ class RetrainDone(Event):
     state: str
     metrics: dict[str, float]
     reason: str | None
+    log: str | None = None  # the run's process.log: what its framework printed
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,17 @@ class RunPlaces:
     storage_url: str  # Optuna
     tracking_uri: str  # MLflow
 
+    def named(self) -> dict[str, str]:
+        """Each place by the name a one-line error gives it (`harness.faults`)."""
+        from harness.data.source import cache_root
+
+        return {
+            "output folder": str(self.out),
+            "Optuna storage": self.storage_url,
+            "MLflow tracking store": self.tracking_uri,
+            "data cache": str(cache_root()),
+        }
+
 
 def default_places(
     study: Study, out: Path | None, data: Path, storage: str | None, tracking_uri: str | None

@@ -95,7 +95,9 @@ class Retraining:
         parent = self.context.tracker.search_run(
             self.context.study.name, architecture, source, optuna_name
         )
-        label = f"retrain seed {seed}" if role == "retrain" else f"cross {target} seed {seed}"
+        label = f"{architecture}/{target} " + (
+            f"retrain seed {seed}" if role == "retrain" else f"cross from {source} seed {seed}"
+        )
         run_id = self.context.tracker.start(label, {**tags, "owner": owner_tag()}, parent=parent)
         job_label = f"{name} {source} best config, seed {seed}"
         self.context.on_event(RetrainStarted(job_label))
@@ -112,5 +114,7 @@ class Retraining:
         )
         outcome = self.context.jobs.execute(job, run_id, job_label, slot)
         self.context.on_event(
-            RetrainDone(job_label, outcome.state, outcome.metrics, outcome.reason)
+            RetrainDone(
+                job_label, outcome.state, outcome.metrics, outcome.reason, str(job.log_path)
+            )
         )

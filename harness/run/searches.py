@@ -156,7 +156,8 @@ class Searches:
             "owner": owner_tag(),
             "worker_slot": f"{slot} ({describe_slot(environment)})",
         }
-        run_id = self.context.tracker.start(f"trial {trial.number}", tags, parent=opened.parent_run)
+        run_name = f"{opened.architecture}/{opened.backend} trial {trial.number}"
+        run_id = self.context.tracker.start(run_name, tags, parent=opened.parent_run)
         search.link_run(trial, run_id, owner_tag())
         label = f"{name} trial {trial.number}"
         self.context.on_event(TrialStarted(label, params))
@@ -176,4 +177,5 @@ class Searches:
         state, value, reason = outcome.state, outcome.value, outcome.reason
         search.finish_trial(opened.optuna_study, trial, state, value, reason)
         best = search.best_value(opened.optuna_study)
-        self.context.on_event(TrialDone(label, state, value, best, reason))
+        log = str(job.log_path)
+        self.context.on_event(TrialDone(label, name, state, value, best, reason, log))

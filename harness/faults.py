@@ -1,0 +1,110 @@
+"""The faults a person meets mid-study, told in one line: a full disk, a lost database, a
+permission taken away.
+
+They arrive from deep inside SQLAlchemy, MLflow, Optuna or a file write, wrapped once or twice
+(an MLflow error around an SQLAlchemy error around SQLite's "database or disk is full"). The
+runner has already recorded what it could (a running trial is closed as interrupted, finished
+ones are kept), so what is left is to say what happened, where, and that the same command
+resumes. Anything not recognised here is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections.abc import Iterator
+
+from harness.errors import BenchError
+from harness.stores import without_password
+
+RESUME = "then re-run the same command: finished work is kept and the study resumes"
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+# What SQLite and the database drivers say, where no errno survives the wrapping.
+FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
+DENIED_TEXTS = ("attempt to write a readonly database", "readonly database", "permission denied")
+LOST_TEXTS = (
+    "server closed the connection",
+    "connection refused",
+    "could not connect to server",
+    "connection is closed",
+    "terminating connection",
+    "connection timeout expired",
+    "the database system is shutting down",
+    "max retries exceeded",
+    "failed to establish a new connection",
+    "remote end closed connection",
+)
+
+
+@contextlib.contextmanager
+def told_in_one_line(places: dict[str, str]) -> Iterator[None]:
+    """Turn a recognised fault inside the block into a `BenchError`: one line, exit code 2.
+
+    `places` names what the block writes to: "output folder" -> path, "MLflow tracking
+    store" -> URL, and so on.
+    """
+    try:
+        yield
+    except BenchError:
+        raise
+    except Exception as error:
+        line = explain(error, places)
+        if line is None:
+            raise
+        raise BenchError(line) from None
+
+
+def explain(error: BaseException, places: dict[str, str]) -> str | None:
+    """One line for a fault a person can fix, or None for anything else.
+
+    `places` names what is in play ("Optuna storage" -> URL), so the line can say which one
+    failed when the error itself does not (a database error rarely names its file).
+    """
+    for link in _chain(error):
+        text = str(link).lower()
+        number = getattr(link, "errno", None)
+        path = getattr(link, "filename", None)
+        if number in FULL or any(t in text for t in FULL_TEXTS):
+            where = path or _place_named(text, places)
+            return f"no space left on the device holding {where}: free some space, {RESUME}"
+        if number in DENIED or any(t in text for t in DENIED_TEXTS):
+            where = path or _place_named(text, places)
+            return f"permission denied writing {where}: give this user write access, {RESUME}"
+        if any(t in text for t in LOST_TEXTS):
+            where = _place_named(text, places)
+            return (
+                f"lost the connection to {where} (it did not come back within the client's "
+                f"retries): bring it back, {RESUME}"
+            )
+    return None
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and every error it was raised from or during, outermost first."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def _place_named(text: str, places: dict[str, str]) -> str:
+    """The place `text` mentions, else every place in play (the error did not say which)."""
+    for name, url in places.items():
+        shown = without_password(url)
+        location = _location(url).lower()
+        if shown.lower() in text or (location and location in text):
+            return f"the {name} ({shown})"
+    return " or ".join(f"the {name} ({without_password(url)})" for name, url in places.items())
+
+
+def _location(url: str) -> str:
+    """The part of a place an error message would quote: a folder, an SQLite file or a host."""
+    if "://" not in url:
+        return url  # a folder
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    return without_password(url).split("@")[-1].split("/")[0].split(":")[0]

@@ -1,0 +1,77 @@
+"""A quiet terminal: the libraries' start-up chatter goes to a log file; `-v` lets it through.
+
+TensorFlow prints its C++ INFO lines ("oneDNN custom operations are on", "Could not find cuda
+drivers") straight to file descriptor 2, below Python, and MLflow logs "Creating initial MLflow
+database tables" and, with a tracking server, "View run ..." after every run. None of it is for
+the person watching a benchmark, but it is for the one debugging it, so it is kept, not dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+import platformdirs
+
+# MLflow's own switches, read when it is imported (and inherited by every trial process).
+QUIET_ENVIRONMENT = {
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # no "Creating initial MLflow database tables..."
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # no "View run ... at: http://..."
+}
+
+
+def train_log_path() -> Path:
+    """Where `bench train` keeps its framework's output: one file, the latest run's."""
+    return platformdirs.user_log_path("rnnbench") / "train.log"
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Set MLflow's logging switches before it is imported, unless the user set them already."""
+    if verbose:
+        return
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def native_output_to(log_path: Path, verbose: bool) -> Iterator[None]:
+    """Send what the frameworks write to file descriptors 1 and 2, and Python's warnings, to
+    `log_path`, while `sys.stdout` and `sys.stderr` (rich's progress and tables) keep the
+    terminal. With `verbose` nothing is redirected."""
+    if verbose:
+        yield
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    streams = sys.stdout, sys.stderr
+    terminal = _reopened(1, streams[0]), _reopened(2, streams[1])
+    saved = os.dup(1), os.dup(2)
+    with log_path.open("w") as log, warnings.catch_warnings():
+        warnings.showwarning = lambda *args, **kwargs: log.write(warnings.formatwarning(*args[:4]))
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.stdout, sys.stderr = terminal
+        try:
+            yield
+        finally:
+            for stream in terminal:
+                stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            sys.stdout, sys.stderr = streams
+            for descriptor in saved:
+                os.close(descriptor)
+
+
+def _reopened(descriptor: int, like: TextIO) -> TextIO:
+    """A new text stream on a copy of `descriptor`, line-buffered and encoded like `like`.
+
+    Not closed afterwards: a logging handler made meanwhile may still hold it.
+    """
+    return os.fdopen(os.dup(descriptor), "w", buffering=1, encoding=like.encoding)
