@@ -199,6 +199,7 @@ def _run_with_progress(
     from harness.console import StudyProgress
     from harness.data.corpus import load_corpus
     from harness.faults import told_in_one_line
+    from harness.quiet import library_logs_to
     from harness.run.places import default_places
     from harness.run.runner import StudyRunner, planned_jobs
 
@@ -210,6 +211,7 @@ def _run_with_progress(
             runner = StudyRunner(
                 definition, places, lambda event: None, workers=workers, isolation=isolation.value
             )
+            library_logs_to(places.out / "bench.log", verbose)  # MLflow is imported by now
             load_corpus(source)  # tokenise once, with a progress bar; trials reuse the cache
             total = planned_jobs(definition, retrain=retrain)
             with StudyProgress(console, total, verbose) as progress:

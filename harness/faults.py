@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 from harness.errors import BenchError
 from harness.stores import without_password
@@ -20,6 +22,7 @@ from harness.stores import without_password
 RESUME = "then re-run the same command: finished work is kept and the study resumes"
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
+NEARLY_FULL = 2**20  # bytes free below which a disk counts as the full one
 DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 # What SQLite and the database drivers say, where no errno survives the wrapping.
 FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
@@ -67,7 +70,7 @@ def explain(error: BaseException, places: dict[str, str]) -> str | None:
         number = getattr(link, "errno", None)
         path = getattr(link, "filename", None)
         if number in FULL or any(t in text for t in FULL_TEXTS):
-            where = path or _place_named(text, places)
+            where = path or _full_places(places) or _place_named(text, places)
             return f"no space left on the device holding {where}: free some space, {RESUME}"
         if number in DENIED or any(t in text for t in DENIED_TEXTS):
             where = path or _place_named(text, places)
@@ -99,6 +102,34 @@ def _place_named(text: str, places: dict[str, str]) -> str:
         if shown.lower() in text or (location and location in text):
             return f"the {name} ({shown})"
     return " or ".join(f"the {name} ({without_password(url)})" for name, url in places.items())
+
+
+def _full_places(places: dict[str, str]) -> str | None:
+    """The local places whose disk has (almost) no space left, a place inside another left
+    out (the stores in the output folder); None when none is full any more."""
+    full: dict[str, Path] = {}
+    for name, url in places.items():
+        folder = _local_folder(url)
+        try:
+            if folder is not None and shutil.disk_usage(folder).free < NEARLY_FULL:
+                full[name] = folder
+        except OSError:
+            continue
+    kept: dict[str, Path] = {}
+    for name, folder in full.items():  # in order: the output folder comes first
+        if not any(folder.is_relative_to(other) for other in kept.values()):
+            kept[name] = folder
+    shown = [f"the {name} ({without_password(places[name])})" for name in kept]
+    return " and ".join(shown) or None
+
+
+def _local_folder(url: str) -> Path | None:
+    """The folder on this machine that a place writes into: itself, or an SQLite file's."""
+    if "://" not in url:
+        return Path(url)
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).parent
+    return None  # a database or tracking server elsewhere
 
 
 def _location(url: str) -> str:

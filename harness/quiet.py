@@ -9,6 +9,7 @@ the person watching a benchmark, but it is for the one debugging it, so it is ke
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -25,6 +26,9 @@ QUIET_ENVIRONMENT = {
 }
 
 
+LIBRARY_LOGGERS = ("mlflow", "alembic")
+
+
 def train_log_path() -> Path:
     """Where `bench train` keeps its framework's output: one file, the latest run's."""
     return platformdirs.user_log_path("rnnbench") / "train.log"
@@ -36,6 +40,30 @@ def quiet_libraries(verbose: bool) -> None:
         return
     for name, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+
+
+def library_logs_to(log_path: Path, verbose: bool) -> None:
+    """Send MLflow's and Alembic's logging (an error's traceback included) to `log_path`
+    instead of the terminal: what goes wrong reaches the terminal once, as rnnbench's own
+    one-line error. Call it after MLflow is imported, which installs its own handler."""
+    if verbose:
+        return
+    handler = LenientFileHandler(log_path, delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+class LenientFileHandler(logging.FileHandler):
+    """A log file that drops what it cannot write (the disk it is on is full) instead of
+    printing logging's own traceback to the terminal."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
 
 
 @contextlib.contextmanager

@@ -38,14 +38,15 @@ def unavailable() -> str | None:
 
 
 def require() -> None:
-    """For a test: skip it where no browser can start, but fail it under CI (`CI` set), which
-    installs one, so a broken install cannot pass as a skip."""
+    """For a test: skip it where no browser can start, but fail it under CI (`CI` or
+    `RNNBENCH_REQUIRE_BROWSER` set: .ci/run installs one), so a broken install cannot pass as
+    a skip."""
     import pytest  # here, so that the screenshot script needs no pytest
 
     reason = unavailable()
     if reason is None:
         return
-    if os.environ.get("CI"):
+    if os.environ.get("CI") or os.environ.get("RNNBENCH_REQUIRE_BROWSER"):
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -199,3 +202,56 @@ def test_a_trial_that_runs_out_of_memory_is_recorded_and_the_study_goes_on(tmp_p
     assert others  # the search went on after the failure
     run = next(r for r in runs(out) if r.data.tags["optuna_trial"] == "0")
     assert run.info.status == "FAILED" and "allocate" in run.data.tags["failure_reason"]
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, megabytes: int) -> Iterator[Path]:
+    """A tmpfs of `megabytes` mounted at `folder`: a disk that can really fill up. Skips where
+    this process may not mount one (it needs root, as on CI's machine)."""
+    folder.mkdir(parents=True)
+    size = f"size={megabytes}m"
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", size, "tmpfs", str(folder)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or 'not root'}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write zeros into `folder/ballast` until its disk is full; the file, to free it later."""
+    ballast = folder / "ballast"
+    with ballast.open("wb") as file:
+        try:
+            while True:
+                file.write(b"\0" * 2**16)
+                file.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    return ballast
+
+
+def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path, imdb_slice):
+    """The output folder's disk fills up mid-trial: `bench run` stops with one line naming the
+    place and what to do, exit code 2; freed, the same command finishes the exact budget."""
+    with small_disk(tmp_path / "disk", megabytes=64) as disk:
+        out = disk / "out"
+        running = start_and_wait_for_training(tmp_path, out, imdb_slice)
+        ballast = fill(disk)
+        _, stderr = running.communicate(timeout=300)
+        assert running.returncode == 2, stderr[-3000:]
+        assert "Traceback" not in stderr
+        (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert line.startswith("error: no space left on the device holding ")
+        assert str(disk) in line and "re-run the same command" in line
+        ballast.unlink()  # space freed
+        study = write_faults(tmp_path, pruner=PRUNE_AFTER_ONE_EPOCH)
+        done = bench("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice))
+        assert done.returncode == 0, done.stderr[-3000:]
+        states = [t.state for t in trials(out)]
+        assert states[0] == TrialState.FAIL and states.count(TrialState.PRUNED) == 2
+        assert states[1:] == [TrialState.PRUNED] * 2  # the budget exactly: nothing run twice
+        assert {r.info.status for r in runs(out)} <= {"FINISHED", "KILLED", "FAILED"}
