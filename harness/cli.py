@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -108,8 +109,9 @@ def run_study(
         bool,
         typer.Option(
             "--dry-run",
-            help="Print the plan (searches and budgets, re-trainings, cross runs, stores, data) "
-            "and stop: nothing is trained, read or stored; only --out is checked (created).",
+            help="Print the plan (searches and budgets, re-trainings, cross runs, stores, data, "
+            "and an estimate from the study's earlier runs, if any) and stop: nothing is "
+            "trained or stored; only --out is checked (created).",
         ),
     ] = False,
 ) -> None:
@@ -122,7 +124,7 @@ def run_study(
 
     quiet_libraries(verbose)
     if dry_run:
-        _print_plan(study, out, storage, tracking_uri, data)
+        _print_plan(study, out, storage, tracking_uri, data, workers)
         return
     definition, places = _run_with_progress(
         study, out, storage, tracking_uri, data, workers, isolation, verbose, retrain=True
@@ -137,7 +139,7 @@ def run_study(
             definition, places.tracking_uri, places.storage_url, places.out / "report"
         )
     print_report(Console(), report)
-    print_run_summary(Console(), definition, places)
+    print_run_summary(Console(), definition, places, report.experiment_id)
 
 
 @app.command()
@@ -232,28 +234,52 @@ def _run_with_progress(
 
 
 def _print_plan(
-    study: str, out: Path | None, storage: str | None, tracking_uri: str | None, data: Path | None
+    study: str,
+    out: Path | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    data: Path | None,
+    workers: int,
 ) -> None:
-    """`bench run --dry-run`: what the run would do and where, from the study file alone."""
+    """`bench run --dry-run`: what the run would do and where, from the study file, with an
+    estimate of the time from the study's earlier runs where there are some."""
     from harness.data.source import planned_source
     from harness.run.places import default_places
+    from harness.run.runner import planned_jobs
     from harness.stores import without_password
     from harness.study.schema import load_study
+    from harness.tracking import finished_run_seconds
 
     definition = load_study(study)
     source = planned_source(data)  # checks a given path; downloads nothing
     places = default_places(definition, out, Path(), storage, tracking_uri)
+    seconds = finished_run_seconds(places.tracking_uri, definition.name)
     lines = [
         *definition.plan(),
         f"output: {places.out}",
         f"Optuna storage: {without_password(places.storage_url)}",
         f"MLflow tracking: {without_password(places.tracking_uri)}",
         f"data: {source}",
-        "dry run: nothing was trained, read or stored",
+        _estimate(seconds, planned_jobs(definition), workers),
+        "dry run: nothing was trained or stored",
     ]
     out_console = Console()
     for line in lines:
         out_console.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
+def _estimate(seconds: list[float], planned: int, workers: int) -> str:
+    """The time the jobs left would take at the median pace of the study's finished runs."""
+    if not seconds:
+        return "estimate: none yet (no finished run of this study in its MLflow store)"
+    left = max(planned - len(seconds), 0)
+    median = statistics.median(seconds)
+    minutes = left * median / workers / 60
+    return (
+        f"estimate: {left} of {planned} jobs left, about {minutes:.0f} min with {workers} "
+        f"worker slot{'s' if workers > 1 else ''} at the median {median:.1f} s of the "
+        f"{len(seconds)} finished run{'s' if len(seconds) > 1 else ''} (start-up not counted)"
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -284,13 +284,20 @@ def _short(search: str) -> str:
     return search.split("/", 1)[-1]
 
 
-def print_run_summary(console: Console, study: Study, places: RunPlaces) -> None:
+def print_run_summary(
+    console: Console, study: Study, places: RunPlaces, experiment_id: str
+) -> None:
     """Where everything went, and the commands that open it (unwrapped, to copy and paste)."""
+    from harness.tracking import runs_page
+
+    tracking = without_password(places.tracking_uri)
+    remote = tracking.startswith(("http://", "https://"))
     lines = {
         "output folder": str(places.out),
         "report": str(places.out / "report" / "report.html"),
         "trial logs": str(places.out / "jobs"),
-        "compare runs": f"mlflow ui --backend-store-uri {without_password(places.tracking_uri)}",
+        **({} if remote else {"compare runs": f"mlflow ui --backend-store-uri {tracking}"}),
+        "runs page": runs_page(places.tracking_uri, experiment_id),
         "inspect searches": f"optuna-dashboard {without_password(places.storage_url)}",
     }
     console.rule(f"study {study.name}")

@@ -102,6 +102,41 @@ def git_commit() -> str:
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
+UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
+
+
+def runs_page(tracking_uri: str, experiment_id: str) -> str:
+    """The address of an experiment's training runs in MLflow's UI. The `workflowType` query
+    opens the model-training view: MLflow 3's UI otherwise opens its GenAI overview."""
+    remote = tracking_uri.startswith(("http://", "https://"))
+    base = without_password(tracking_uri).rstrip("/") if remote else UI
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def finished_run_seconds(tracking_uri: str, experiment: str) -> list[float]:
+    """How long each finished trial, re-training and cross run of `experiment` took, for an
+    estimate before any work (`bench run --dry-run`): read only, nothing created; empty when
+    the store or the experiment does not exist yet or cannot be read."""
+    local = tracking_uri.removeprefix("sqlite:///")
+    if tracking_uri.startswith("sqlite:///") and not Path(local).is_file():
+        return []
+    try:
+        check_reachable(tracking_uri, timeout=5)
+        client = MlflowClient(sqlalchemy_url(tracking_uri))
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        where = run_filter({}, "FINISHED")
+        runs = client.search_runs([found.experiment_id], where, max_results=50_000)
+    except Exception:  # noqa: BLE001 - no estimate is better than no plan
+        return []
+    return [
+        (run.info.end_time - run.info.start_time) / 1000
+        for run in runs
+        if run.data.tags.get("role") in ("trial", "retrain", "cross") and run.info.end_time
+    ]
+
+
 def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
     """Fail in seconds, before any training, when a tracking server does not answer.
 

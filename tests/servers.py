@@ -6,10 +6,12 @@ a throw-away cluster in a temporary folder, listening on 127.0.0.1 only, and rem
 
 from __future__ import annotations
 
+import base64
 import glob
 import json
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -31,14 +33,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def get_json(url: str, body: dict | None = None, wait: float = 60.0) -> dict:
-    """GET (or POST `body`) as JSON, retrying while the server starts."""
+def get_json(
+    url: str, body: dict | None = None, wait: float = 60.0, login: tuple[str, str] | None = None
+) -> dict:
+    """GET (or POST `body`) as JSON, retrying while the server starts; `login`: HTTP basic
+    authentication (user, password)."""
     deadline = time.monotonic() + wait
+    headers = {"Content-Type": "application/json"}
+    if login is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(login).encode()).decode()
     while True:
         request = urllib.request.Request(
-            url,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json"},
+            url, data=json.dumps(body).encode() if body is not None else None, headers=headers
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -54,8 +60,10 @@ def server():
     """Start server processes for one test; they are stopped when it ends."""
     started: list[subprocess.Popen] = []
 
-    def start(*command: str) -> subprocess.Popen:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def start(*command: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         started.append(process)
         return process
 
@@ -65,12 +73,35 @@ def server():
         process.wait(timeout=30)
 
 
-def start_mlflow_server(start, backend_store_uri: str, artifacts: Path) -> str:
-    """`mlflow server` on a free loopback port, proxying artifacts; returns its URL once up."""
+def start_mlflow_server(
+    start, backend_store_uri: str, artifacts: Path, login: tuple[str, str] | None = None
+) -> str:
+    """`mlflow server` on a free loopback port, proxying artifacts; returns its URL once up.
+
+    With `login` (user, password) it is MLflow's basic-auth app, as the README's multi-machine
+    set-up runs it: that user is its admin, and every request must carry the login.
+    """
     port = free_port()
+    options, environment = [], None
+    if login is not None:
+        config = artifacts.parent / "mlflow-auth.ini"
+        config.write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = sqlite:///{artifacts.parent / 'mlflow-auth.db'}\n"
+            f"admin_username = {login[0]}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        options = ["--app-name", "basic-auth"]
+        environment = {
+            **os.environ,
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": login[1],
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+        }
     start(
         str(Path(sys.executable).with_name("mlflow")),
         "server",
+        *options,
         "--backend-store-uri",
         backend_store_uri,
         "--artifacts-destination",
@@ -81,9 +112,10 @@ def start_mlflow_server(start, backend_store_uri: str, artifacts: Path) -> str:
         str(port),
         "--workers",
         "1",
+        env=environment,
     )
     url = f"http://127.0.0.1:{port}"
-    get_json(f"{url}/api/2.0/mlflow/experiments/search", {"max_results": 1}, wait=120)
+    get_json(f"{url}/api/2.0/mlflow/experiments/search", {"max_results": 1}, 120, login)
     return url
 
 

@@ -290,5 +290,6 @@ def test_dry_run_prints_the_plan_and_opens_no_store(tmp_path, fresh_cache):
     assert "cross runs: none" in plan and "baseline of the report: torch" in plan
     assert f"Optuna storage: sqlite:///{out / 'optuna.db'}" in plan and "MLflow tracking: " in plan
     assert "on first use" in plan  # no --data: the download is planned, not made
+    assert "estimate: none yet" in plan  # no earlier run to take a pace from
     assert list(out.iterdir()) == []  # checked writable, nothing stored
     assert not fresh_cache.exists() or not any(fresh_cache.iterdir())

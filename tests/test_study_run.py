@@ -232,6 +232,10 @@ def test_report_compares_both_backends(stores):
     assert "  gru: accuracy: " in stores["second_run"].stdout
     assert mlflow_runs(stores["out"], role="report")
     assert "mlflow ui --backend-store-uri" in stores["second_run"].stdout
+    # The runs page opens MLflow 3's model-training view on this experiment, not GenAI's.
+    experiment = mlflow_runs(stores["out"], role="report")[0].info.experiment_id
+    page = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?workflowType=machine_learning"
+    assert page in stores["second_run"].stdout
     assert "optuna-dashboard sqlite:///" in stores["second_run"].stdout
 
 
@@ -253,6 +257,31 @@ def test_a_terminal_shows_the_study_progress_and_no_library_chatter(stores):
     assert not [line for line in drawn.splitlines() if any(c in line for c in chatter)]
     keras_logs = (stores["first"] / "jobs").glob("tiny/gru/keras/*/process.log")
     assert any("oneDNN custom operations" in log.read_text() for log in keras_logs)
+
+
+def test_a_dry_run_estimates_the_rest_from_the_finished_runs(stores, tmp_path):
+    """Planned again with a larger budget, the study's finished runs give the pace."""
+    study = tmp_path / "tiny.toml"
+    study.write_text(tiny_text(trials=10, pruner=NO_PRUNING))
+    before = store_counts(stores["out"])
+    done = bench("run", "--study", str(study), "--out", str(stores["out"]), "--dry-run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    # 2 searches x (10 trials + 2 backends x 1 seed) = 24 planned.
+    found = re.search(
+        r"estimate: (\d+) of 24 jobs left, about \d+ min with 1 worker slot at the median "
+        r"(\d+\.\d) s of the (\d+) finished runs",
+        done.stdout,
+    )
+    assert found, done.stdout
+    finished = [
+        run
+        for role in ("trial", "retrain", "cross")
+        for run in mlflow_runs(stores["out"], role=role)
+        if run.info.status == "FINISHED"
+    ]
+    assert int(found[3]) == len(finished) and int(found[1]) == 24 - len(finished)
+    assert float(found[2]) > 0
+    assert store_counts(stores["out"]) == before  # read, not written
 
 
 def test_optuna_dashboard_serves_the_studies(stores, server):

@@ -195,14 +195,20 @@ def test_processes_on_one_sqlite_file_never_take_the_same_queued_trial(tmp_path)
 
 @pytest.mark.slow
 def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
-    tmp_path, imdb_slice, postgres, server
+    tmp_path, imdb_slice, postgres, server, monkeypatch
 ):
     storage = postgres.create_database("optuna")
+    # The tracking server asks for a login (MLflow's basic-auth app), which every `bench`
+    # process here passes as MLflow documents it: MLFLOW_TRACKING_USERNAME / _PASSWORD.
+    login = tuple(TRACKING_CREDENTIALS.values())
     tracking = start_mlflow_server(
         server,
         postgres.create_database("mlflow").replace("postgresql", "postgresql+psycopg"),
         tmp_path / "artifacts",
+        login,
     )
+    for name, value in TRACKING_CREDENTIALS.items():  # this test's MlflowClient and `bench`s
+        monkeypatch.setenv(name, value)
 
     # The README's set-up: the main machine's `bench run` and two `bench worker`s share one
     # budget; exactly 9 trials finish, each tracked once.

@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness import search
 from harness.identity import DIGEST_KEY, check_identity, study_digest
-from harness.report import charts, collect, render
+from harness.report import charts, collect, page, render
 from harness.report.comparisons import Verdict, study_verdicts, verdict_table
 from harness.report.views import view_of
 from harness.tracking import Tracker
@@ -35,6 +35,7 @@ class Report:
     table: pd.DataFrame  # numeric, index "architecture"; exactly what report.csv holds
     paths: dict[str, Path]  # csv, markdown, html and one PNG per chart
     run_id: str  # the role=report MLflow run holding the files as artifacts
+    experiment_id: str  # the study's MLflow experiment, for links to its runs page
     memory_metric: str  # peak_gpu_memory_mb when any re-train ran on a GPU, else peak_rss_mb
     sections: dict[str, pd.DataFrame] = field(default_factory=dict)  # formatted, for people
     verdicts: list[Verdict] = field(default_factory=list)  # each contender against the baseline
@@ -76,7 +77,7 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     paths["markdown"].write_text(render.markdown_page(study.name, headline, verdicts, sections))
     paths["html"] = out_dir / "report.html"
     pictures = [paths[chart] for chart in render.CHARTS]
-    paths["html"].write_text(render.html_page(study.name, headline, verdicts, sections, pictures))
+    paths["html"].write_text(page.html_page(study.name, headline, verdicts, sections, pictures))
 
     # One report run per study definition, rewritten by each `bench report`.
     tags = {"role": "report", "study": study.name, DIGEST_KEY: study_digest(study)}
@@ -89,7 +90,7 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
         tracker.finish(run_id, "FAILED", f"{type(error).__name__}: {error}")
         raise
     tracker.finish(run_id, "FINISHED")
-    return Report(table, paths, run_id, memory, sections, found, verdicts)
+    return Report(table, paths, run_id, tracker.experiment_id, memory, sections, found, verdicts)
 
 
 def _charts(
