@@ -90,6 +90,7 @@ def start_mlflow_server(
             f"database_uri = sqlite:///{artifacts.parent / 'mlflow-auth.db'}\n"
             f"admin_username = {login[0]}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "auth_cache_ttl_seconds = 300\n"  # one password hash check, not one per request
         )
         options = ["--app-name", "basic-auth"]
         environment = {

@@ -32,7 +32,7 @@ from harness.search import DEFAULTS, claim_trial, open_storage
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TRACKING_CREDENTIALS = {
     "MLFLOW_TRACKING_USERNAME": "bench",
-    "MLFLOW_TRACKING_PASSWORD": "ml-9d2e4b",
+    "MLFLOW_TRACKING_PASSWORD": "ml-secret-9d2e4b7a",  # MLflow asks for 12 characters or more
 }
 
 
