@@ -267,16 +267,20 @@ class StudyProgress:
                 self.console.print(f"    | {text}", style="dim", highlight=False, markup=False)
 
     def remaining(self, completed: float, total: float | None) -> str:
-        """The rest of the study at the pace of this process's finished jobs, e.g. '3m05s'."""
+        """The rest of the study at the pace of this process's finished jobs."""
         left = (total or 0) - completed
-        if left <= 0:
-            return "0s"
-        seconds = (time.monotonic() - self.started) / self.finished_here * left
-        minutes, seconds = divmod(round(seconds), 60)
-        hours, minutes = divmod(minutes, 60)
-        if hours:
-            return f"{hours}h{minutes:02d}m"
-        return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+        return time_left(time.monotonic() - self.started, self.finished_here, left)
+
+
+def time_left(elapsed: float, finished: int, left: float) -> str:
+    """`left` jobs at the pace of `finished` jobs in `elapsed` seconds, e.g. '3m05s'."""
+    if left <= 0:
+        return "0s"
+    minutes, seconds = divmod(round(elapsed / finished * left), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def _short(search: str) -> str:
