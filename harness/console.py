@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from harness.config import RunConfig
 from harness.run.events import (
@@ -150,24 +152,46 @@ class SearchLine:
 
     def render(self) -> str:
         budget = f"/{self.budget}" if self.budget else ""
-        best = "" if self.best is None else f"  best {self.best:.4f}"
+        best = "" if self.best is None else f" best {self.best:.4f}"
         return f"{self.done}{budget} trials{best}"
 
 
 class StudyBar(Progress):
-    """rich's progress bar with the searches above it: one line each, with its best so far."""
+    """rich's progress bar under a table of the searches: a row per architecture, a column per
+    backend, each cell its trials so far and its best value."""
 
-    def __init__(self, searches: dict[str, SearchLine], *args: object, **kwargs: object) -> None:
+    def __init__(
+        self,
+        searches: dict[str, SearchLine],
+        running: dict[str, str],
+        *args: object,
+        **kwargs: object,
+    ) -> None:
         self.searches = searches  # first: rich draws the display while it is being built
+        self.running = running  # job label -> its latest status, a line each under the bar
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
-    def get_renderables(self) -> Iterator[Table]:
-        if self.searches:
-            table = Table.grid(padding=(0, 2))
-            for name, line in self.searches.items():
-                table.add_row(escape(name), line.render())
-            yield table
+    def get_renderables(self) -> Iterator[Table | Text]:
+        # Copies (made atomically): worker threads change these while rich draws them.
+        searches, running = dict(self.searches), list(self.running.values())
+        if searches:
+            yield search_table(searches)
         yield self.make_tasks_table(self.tasks)
+        for status in running:
+            yield Text(f"  {status}", style="dim", overflow="ellipsis", no_wrap=True)
+
+
+def search_table(searches: dict[str, SearchLine]) -> Table:
+    """`arch/backend` -> line, as a grid of architectures by backends."""
+    cells = {tuple(name.split("/", 1)): line for name, line in searches.items()}
+    architectures = list(dict.fromkeys(arch for arch, _ in cells))
+    backends = list(dict.fromkeys(backend for _, backend in cells))
+    table = Table.grid(padding=(0, 3))
+    table.add_row("", *(f"[bold]{escape(backend)}[/]" for backend in backends))
+    for arch in architectures:
+        shown = [cells[arch, b].render() if (arch, b) in cells else "" for b in backends]
+        table.add_row(f"[bold]{escape(arch)}[/]", *shown)
+    return table
 
 
 class StudyProgress:
@@ -185,8 +209,10 @@ class StudyProgress:
         self.console = console
         self.verbose = verbose  # each finished job's process.log is shown after its line
         self.searches: dict[str, SearchLine] = {}
+        self.running: dict[str, str] = {}  # job label -> its latest status
         self.progress = StudyBar(
             self.searches,
+            self.running,
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -195,10 +221,10 @@ class StudyProgress:
             TextColumn("eta {task.fields[eta]}"),
             console=console,
         )
-        self.task = self.progress.add_task("starting", total=total_jobs, eta="-")
-        self.running: dict[str, str] = {}  # job label -> its latest status
+        self.task = self.progress.add_task("study", total=total_jobs, eta="-")
         self.started = time.monotonic()
         self.finished_here = 0  # jobs this process ran to an end (not resumed ones)
+        self.lock = threading.Lock()
 
     def __enter__(self) -> StudyProgress:
         self.progress.__enter__()
@@ -208,6 +234,10 @@ class StudyProgress:
         self.progress.__exit__(*exc)
 
     def __call__(self, event: Event) -> None:
+        with self.lock:  # worker slots report from their own threads
+            self._handle(event)
+
+    def _handle(self, event: Event) -> None:
         match event:
             case SearchOpened():
                 self.progress.advance(self.task, event.done)
@@ -248,9 +278,6 @@ class StudyProgress:
                 self._finished(event.job, f"{event.state}{shown}", event.reason, event.log)
             case Skipped():
                 self.progress.advance(self.task)
-        shown = list(self.running.values())
-        description = shown[0] if len(shown) == 1 else f"{len(shown)} running: " + " | ".join(shown)
-        self.progress.update(self.task, description=description if shown else "waiting")
 
     def _finished(self, job: str, outcome: str, reason: str | None, log: str | None) -> None:
         self.finished_here += 1

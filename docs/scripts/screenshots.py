@@ -4,6 +4,9 @@ Run from the repository root, with the test extra installed (Playwright) and a s
 
     python docs/scripts/screenshots.py REPORT.html OUT_FOLDER       # writes OUT_FOLDER/report.png
     python docs/scripts/screenshots.py http://127.0.0.1:5000 mlflow.png --wait-for "imdb-quick"
+    python docs/scripts/screenshots.py \
+        "http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning" \
+        docs/screenshots/mlflow-runs.png --wait-for "imdb-quick report" --close Close
 
 TARGET is a URL or a file. OUT ending in .png is the picture; anything else is a folder, and the
 picture is named after TARGET's file (report.html: report.png). --wait-for waits for a CSS
@@ -34,8 +37,16 @@ def output_path(target: str, out: Path) -> Path:
     return out / f"{'page' if '://' in target else Path(target).stem}.png"
 
 
-def screenshot(target: str, out: Path, width: int, wait_for: str | None = None) -> Path:
-    """Save `target`'s whole page, `width` CSS pixels wide, to `out`; returns the file."""
+def screenshot(
+    target: str,
+    out: Path,
+    width: int,
+    wait_for: str | None = None,
+    close: tuple[str, ...] = (),
+    window_only: bool = False,
+) -> Path:
+    """Save `target`'s whole page, `width` CSS pixels wide, to `out`; returns the file.
+    `close`: the labels of buttons to press first (a side panel's "Close")."""
     path = output_path(target, out)
     path.parent.mkdir(parents=True, exist_ok=True)
     with browser.chromium() as chromium:
@@ -45,7 +56,9 @@ def screenshot(target: str, out: Path, width: int, wait_for: str | None = None) 
             if page.evaluate(IS_SELECTOR, wait_for):
                 shown = page.locator(wait_for).or_(shown)
             shown.first.wait_for(timeout=WAIT_MS)
-        page.screenshot(path=str(path), full_page=True)
+        for label in close:
+            page.get_by_role("button", name=label, exact=True).first.click()
+        page.screenshot(path=str(path), full_page=not window_only)
     return path
 
 
@@ -57,9 +70,29 @@ def main() -> None:
     parser.add_argument(
         "--wait-for", help="a CSS selector or text to wait for before the picture is taken"
     )
+    parser.add_argument(
+        "--close",
+        action="append",
+        default=[],
+        help="the label of a button to press before the picture (repeatable), e.g. Close",
+    )
+    parser.add_argument(
+        "--window-only",
+        action="store_true",
+        help="only what a 900 px high window shows first, not the whole page",
+    )
     args = parser.parse_args()
     try:
-        print(screenshot(args.target, args.out, args.width, args.wait_for))
+        print(
+            screenshot(
+                args.target,
+                args.out,
+                args.width,
+                args.wait_for,
+                tuple(args.close),
+                args.window_only,
+            )
+        )
     except RuntimeError as error:  # no browser here: say what to install
         sys.exit(f"error: {error}")
 
