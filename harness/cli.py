@@ -260,7 +260,9 @@ def _print_plan(
         f"Optuna storage: {without_password(places.storage_url)}",
         f"MLflow tracking: {without_password(places.tracking_uri)}",
         f"data: {source}",
-        _estimate(seconds, planned_jobs(definition), workers),
+        _estimate(seconds, planned_jobs(definition), workers)
+        if definition.budget.trials
+        else "estimate: none (the searches stop on time, not on a trial count)",
         "dry run: nothing was trained or stored",
     ]
     out_console = Console()

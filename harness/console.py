@@ -183,7 +183,7 @@ class StudyBar(Progress):
 
 def search_table(searches: dict[str, SearchLine]) -> Table:
     """`arch/backend` -> line, as a grid of architectures by backends."""
-    cells = {tuple(name.split("/", 1)): line for name, line in searches.items()}
+    cells = {name.partition("/")[::2]: line for name, line in searches.items()}
     architectures = list(dict.fromkeys(arch for arch, _ in cells))
     backends = list(dict.fromkeys(backend for _, backend in cells))
     table = Table.grid(padding=(0, 3))

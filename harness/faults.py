@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import shutil
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from harness.errors import BenchError
 from harness.stores import without_password
@@ -26,16 +28,16 @@ NEARLY_FULL = 2**20  # bytes free below which a disk counts as the full one
 DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 # What SQLite and the database drivers say, where no errno survives the wrapping.
 FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
-DENIED_TEXTS = ("attempt to write a readonly database", "readonly database", "permission denied")
+DENIED_TEXTS = ("attempt to write a readonly database",)
+# A server gone away, as libpq, psycopg and urllib3 (under MLflow's client) word it; not a
+# server that answers with errors, which is a fault of its own and keeps its traceback.
 LOST_TEXTS = (
     "server closed the connection",
     "connection refused",
     "could not connect to server",
-    "connection is closed",
     "terminating connection",
     "connection timeout expired",
     "the database system is shutting down",
-    "max retries exceeded",
     "failed to establish a new connection",
     "remote end closed connection",
 )
@@ -56,7 +58,29 @@ def told_in_one_line(places: dict[str, str]) -> Iterator[None]:
         line = explain(error, places)
         if line is None:
             raise
-        raise BenchError(line) from None
+        kept = _keep_traceback(error, places)
+        raise BenchError(line + (f" (details: {kept})" if kept else "")) from None
+
+
+def _keep_traceback(error: BaseException, places: dict[str, str]) -> Path | None:
+    """Append the whole story to the output folder's bench.log, passwords left out, for the
+    one who debugs; None where it cannot be written (the very disk that is full)."""
+    folder = places.get("output folder")
+    if folder is None:
+        return None
+    text = "".join(traceback.format_exception(error))
+    for url in places.values():
+        text = text.replace(url, without_password(url))
+        password = urlsplit(url).password if "://" in url else None
+        if password:
+            text = text.replace(password, "***")
+    log = Path(folder) / "bench.log"
+    try:
+        with log.open("a") as file:
+            file.write(text)
+    except OSError:
+        return None
+    return log
 
 
 def explain(error: BaseException, places: dict[str, str]) -> str | None:
@@ -76,7 +100,8 @@ def explain(error: BaseException, places: dict[str, str]) -> str | None:
             where = path or _place_named(text, places)
             return f"permission denied writing {where}: give this user write access, {RESUME}"
         if any(t in text for t in LOST_TEXTS):
-            where = _place_named(text, places)
+            servers = {name: url for name, url in places.items() if _remote(url)}
+            where = _place_named(text, servers or places)
             return (
                 f"lost the connection to {where} (it did not come back within the client's "
                 f"retries): bring it back, {RESUME}"
@@ -85,23 +110,34 @@ def explain(error: BaseException, places: dict[str, str]) -> str | None:
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
-    """`error` and every error it was raised from or during, outermost first."""
+    """`error` and what it was raised from (or, unless suppressed, during), outermost first:
+    the chain Python's own traceback shows."""
     seen: set[int] = set()
     link: BaseException | None = error
     while link is not None and id(link) not in seen:
         seen.add(id(link))
         yield link
-        link = link.__cause__ or link.__context__
+        if link.__cause__ is not None:
+            link = link.__cause__
+        else:
+            link = None if link.__suppress_context__ else link.__context__
+
+
+def _remote(url: str) -> bool:
+    """A place reached over the network: a database or tracking server, not a file."""
+    return "://" in url and not url.startswith("sqlite")
 
 
 def _place_named(text: str, places: dict[str, str]) -> str:
-    """The place `text` mentions, else every place in play (the error did not say which)."""
-    for name, url in places.items():
-        shown = without_password(url)
-        location = _location(url).lower()
-        if shown.lower() in text or (location and location in text):
-            return f"the {name} ({shown})"
-    return " or ".join(f"the {name} ({without_password(url)})" for name, url in places.items())
+    """The places `text` mentions (two stores on one host: both), else every place in play."""
+    named = {
+        name: url
+        for name, url in places.items()
+        if without_password(url).lower() in text or (_location(url) and _location(url) in text)
+    }
+    return " or ".join(
+        f"the {name} ({without_password(url)})" for name, url in (named or places).items()
+    )
 
 
 def _full_places(places: dict[str, str]) -> str | None:
@@ -135,7 +171,7 @@ def _local_folder(url: str) -> Path | None:
 def _location(url: str) -> str:
     """The part of a place an error message would quote: a folder, an SQLite file or a host."""
     if "://" not in url:
-        return url  # a folder
+        return url.lower()  # a folder
     if url.startswith("sqlite:///"):
-        return url.removeprefix("sqlite:///")
-    return without_password(url).split("@")[-1].split("/")[0].split(":")[0]
+        return url.removeprefix("sqlite:///").lower()
+    return without_password(url).split("@")[-1].split("/")[0].split(":")[0].lower()

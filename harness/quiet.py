@@ -3,7 +3,9 @@
 TensorFlow prints its C++ INFO lines ("oneDNN custom operations are on", "Could not find cuda
 drivers") straight to file descriptor 2, below Python, and MLflow logs "Creating initial MLflow
 database tables" and, with a tracking server, "View run ..." after every run. None of it is for
-the person watching a benchmark, but it is for the one debugging it, so it is kept, not dropped.
+the person watching a benchmark. What the frameworks print is kept for the one debugging it (a
+log file; each run's process.log in a study), as are MLflow's warnings and errors (bench.log);
+MLflow's INFO lines and "View run" links are switched off, and `-v` brings them all back.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ QUIET_ENVIRONMENT = {
 }
 
 
-LIBRARY_LOGGERS = ("mlflow", "alembic")
+LIBRARY_LOGGERS = ("mlflow", "alembic", "urllib3")  # urllib3: MLflow's client's retry warnings
 
 
 def train_log_path() -> Path:
@@ -75,26 +77,26 @@ def native_output_to(log_path: Path, verbose: bool) -> Iterator[None]:
         yield
         return
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    streams = sys.stdout, sys.stderr
-    terminal = _reopened(1, streams[0]), _reopened(2, streams[1])
-    saved = os.dup(1), os.dup(2)
-    with log_path.open("w") as log, warnings.catch_warnings():
+    with log_path.open("w") as log, warnings.catch_warnings(), contextlib.ExitStack() as undo:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        streams = sys.stdout, sys.stderr
+        terminal = _reopened(1, streams[0]), _reopened(2, streams[1])
+        for descriptor in (1, 2):
+            saved = os.dup(descriptor)
+            undo.callback(os.close, saved)  # callbacks run last-in first-out: restored first
+            undo.callback(os.dup2, saved, descriptor)
+            os.dup2(log.fileno(), descriptor)
+        undo.callback(setattr, sys, "stdout", streams[0])
+        undo.callback(setattr, sys, "stderr", streams[1])
         warnings.showwarning = lambda *args, **kwargs: log.write(warnings.formatwarning(*args[:4]))
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
         sys.stdout, sys.stderr = terminal
         try:
             yield
         finally:
             for stream in terminal:
-                stream.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            sys.stdout, sys.stderr = streams
-            for descriptor in saved:
-                os.close(descriptor)
+                with contextlib.suppress(OSError):  # a closed pipe (`bench train | head`)
+                    stream.flush()
 
 
 def _reopened(descriptor: int, like: TextIO) -> TextIO:
@@ -102,4 +104,5 @@ def _reopened(descriptor: int, like: TextIO) -> TextIO:
 
     Not closed afterwards: a logging handler made meanwhile may still hold it.
     """
-    return os.fdopen(os.dup(descriptor), "w", buffering=1, encoding=like.encoding)
+    copy = os.dup(descriptor)
+    return os.fdopen(copy, "w", buffering=1, encoding=like.encoding, errors=like.errors)

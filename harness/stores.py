@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from filelock import FileLock
 from sqlalchemy.engine import make_url
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# MLflow's login, for the one process that talks to MLflow; trial processes never do.
+TRACKING_SECRETS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -37,9 +40,23 @@ def password_environment(url: str) -> dict[str, str]:
     holds `without_password(url)`: libpq's own PGPASSWORD, passed in the child's environment
     (readable by its user alone), never in a file."""
     password = urlsplit(url).password
-    if password is None or not url.startswith(POSTGRES_SCHEMES):
+    if password is None or not is_postgres(url):
         return {}
     return {"PGPASSWORD": unquote(password)}
+
+
+def is_postgres(url: str) -> bool:
+    """A PostgreSQL URL, whatever its driver (`postgresql://`, `postgresql+psycopg://`)."""
+    try:
+        return make_url(sqlalchemy_url(url)).get_backend_name() == "postgresql"
+    except Exception:  # noqa: BLE001 - not a database URL at all
+        return False
+
+
+def child_environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process: this one's, less MLflow's login, plus `overrides`."""
+    kept = {k: v for k, v in os.environ.items() if k not in TRACKING_SECRETS}
+    return {**kept, **(overrides or {})}
 
 
 def child_url(url: str) -> str:

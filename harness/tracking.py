@@ -28,6 +28,7 @@ import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -120,6 +121,8 @@ def finished_run_seconds(tracking_uri: str, experiment: str) -> list[float]:
     local = tracking_uri.removeprefix("sqlite:///")
     if tracking_uri.startswith("sqlite:///") and not Path(local).is_file():
         return []
+    if not tracking_uri.startswith(("sqlite:///", "http://", "https://")):
+        return []  # a database MLflow would set its tables up in, were they missing
     try:
         check_reachable(tracking_uri, timeout=5)
         client = MlflowClient(sqlalchemy_url(tracking_uri))
@@ -140,18 +143,26 @@ def finished_run_seconds(tracking_uri: str, experiment: str) -> list[float]:
 def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
     """Fail in seconds, before any training, when a tracking server does not answer.
 
-    MLflow's own client retries an unreachable server with backoff for minutes.
+    MLflow's own client retries an unreachable server with backoff for minutes. A login in the
+    URL is refused: MLflow takes it from MLFLOW_TRACKING_USERNAME / _PASSWORD, and a URL is
+    shown and written in too many places to hold one.
     """
     if not tracking_uri.startswith(("http://", "https://")):
         return  # a local store: opening it reports its own problem at once
+    shown = without_password(tracking_uri)
+    if urlsplit(tracking_uri).password is not None:
+        raise BenchError(
+            "--tracking-uri: expected the server's login in MLFLOW_TRACKING_USERNAME and "
+            f"MLFLOW_TRACKING_PASSWORD, not in the URL; received {shown!r} with a password"
+        )
     try:
         with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout):
             pass
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "reason", None) or error
+    except Exception as error:  # noqa: BLE001 - any failure to answer is the same to the user
+        reason = str(getattr(error, "reason", None) or error).replace(tracking_uri, shown)
         raise BenchError(
             f"--tracking-uri: expected a reachable MLflow tracking server; received "
-            f"{without_password(tracking_uri)!r}, which did not answer ({reason})"
+            f"{shown!r}, which did not answer ({reason})"
         ) from None
 
 

@@ -57,6 +57,8 @@ def bench_in_terminal(
         while time.monotonic() < deadline:
             ready, _, _ = select.select([screen], [], [], 1.0)
             if not ready:
+                if process.poll() is not None:
+                    break  # it ended, and drew nothing for a second: a leftover child holds on
                 continue
             try:
                 chunk = os.read(screen, 65536)

@@ -19,7 +19,8 @@ from harness.model_spec import ARCHITECTURES, ModelSpec
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", tuple(BACKENDS))
-def test_train_prints_epochs_and_test_metrics(backend, imdb_slice):
+def test_train_prints_epochs_and_test_metrics(backend, imdb_slice, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))  # its own train.log: others train too
     done = bench(
         "train",
         "--backend",
@@ -47,6 +48,7 @@ def test_train_prints_epochs_and_test_metrics(backend, imdb_slice):
     assert not [line for line in done.stderr.splitlines() if chatter(line)]
     (named,) = [line for line in done.stderr.splitlines() if line.startswith("framework log: ")]
     log = Path(named.removeprefix("framework log: "))
+    assert log.is_relative_to(tmp_path)
     if backend == "keras":  # TensorFlow's C++ logging, below Python, was caught too
         assert [line for line in log.read_text().splitlines() if chatter(line)]
 

@@ -73,3 +73,31 @@ def test_anything_else_keeps_its_traceback(tmp_path):
         raise ValueError("a bug")
     with pytest.raises(BenchError, match="^no space left"), told_in_one_line(places(tmp_path)):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path))
+
+
+def test_what_only_looks_like_a_fault_keeps_its_traceback(tmp_path):
+    """A bug raised while handling a fault, with its context suppressed, is not that fault;
+    nor is a closed SQLAlchemy connection (a programming error) a lost server, nor MLflow's
+    reply to a request it refuses."""
+    try:
+        try:
+            raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
+        except PermissionError:
+            raise KeyError("a bug") from None
+    except KeyError as bug:
+        assert explain(bug, places(tmp_path)) is None
+    closed = sqlalchemy.exc.ResourceClosedError("This Connection is closed")
+    assert explain(closed, places(tmp_path)) is None
+    refused = MlflowException("PERMISSION_DENIED: Permission denied for experiment 1")
+    assert explain(refused, places(tmp_path)) is None
+
+
+def test_the_whole_story_goes_to_bench_log_without_the_password(tmp_path):
+    (tmp_path / "out").mkdir()
+    lost = psycopg.OperationalError(f"connection refused; dsn had password={PASSWORD}")
+    with pytest.raises(BenchError) as told, told_in_one_line(places(tmp_path)):
+        raise wrapped(lost)
+    log = tmp_path / "out" / "bench.log"
+    assert str(told.value).endswith(f"(details: {log})")
+    kept = log.read_text()
+    assert "Traceback" in kept and "OperationalError" in kept and PASSWORD not in kept

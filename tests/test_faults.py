@@ -224,13 +224,14 @@ def small_disk(folder: Path, megabytes: int) -> Iterator[Path]:
 def fill(folder: Path) -> Path:
     """Write zeros into `folder/ballast` until its disk is full; the file, to free it later."""
     ballast = folder / "ballast"
-    with ballast.open("wb") as file:
-        try:
-            while True:
-                file.write(b"\0" * 2**16)
-                file.flush()
-        except OSError as error:
-            assert error.errno == errno.ENOSPC
+    descriptor = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:  # unbuffered: nothing is left to fail on close
+            os.write(descriptor, b"\0" * 2**16)
+    except OSError as error:
+        assert error.errno == errno.ENOSPC
+    finally:
+        os.close(descriptor)
     return ballast
 
 
@@ -240,8 +241,13 @@ def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path, imdb_sli
     with small_disk(tmp_path / "disk", megabytes=64) as disk:
         out = disk / "out"
         running = start_and_wait_for_training(tmp_path, out, imdb_slice)
-        ballast = fill(disk)
-        _, stderr = running.communicate(timeout=300)
+        try:
+            ballast = fill(disk)
+            _, stderr = running.communicate(timeout=300)
+        finally:  # never leave it running on a disk about to be unmounted
+            if running.poll() is None:
+                os.killpg(running.pid, signal.SIGKILL)
+                running.wait()
         assert running.returncode == 2, stderr[-3000:]
         assert "Traceback" not in stderr
         (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]

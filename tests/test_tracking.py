@@ -3,15 +3,17 @@ and figures attached after the run (`harness.run.artifacts`)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from harness import tracking
+from harness.errors import BenchError
 from harness.run.artifacts import PENDING, Artifacts
 from harness.run.trial import Outcome
-from harness.stores import child_url, password_environment, without_password
-from harness.tracking import Tracker, run_filter
+from harness.stores import child_environment, child_url, password_environment, without_password
+from harness.tracking import Tracker, check_reachable, run_filter
 
 QUOTED = ["it's", 'say "hi"', "plain", "it''s", "back\\slash", "50%_off"]
 
@@ -128,6 +130,7 @@ def test_figures_left_undrawn_by_a_killed_process_are_drawn_by_the_next(tracker,
     [
         ("postgresql://ann:p%40ss@db:5432/optuna", "postgresql://ann@db:5432/optuna", "p@ss"),
         ("postgres://ann:pw@[::1]/o", "postgres://ann@[::1]/o", "pw"),
+        ("postgresql+psycopg://ann:pw@db/o", "postgresql+psycopg://ann@db/o", "pw"),  # a driver
         ("http://ann:pw@mlflow:5000", "http://ann@mlflow:5000", None),  # no libpq: shown only
         ("postgresql://ann@db/optuna", "postgresql://ann@db/optuna", None),  # PGPASSWORD's job
         ("sqlite:////tmp/out/optuna.db", "sqlite:////tmp/out/optuna.db", None),
@@ -137,3 +140,20 @@ def test_urls_are_shown_and_written_without_their_password(url, shown, environme
     assert without_password(url) == shown
     assert password_environment(url) == ({"PGPASSWORD": environment} if environment else {})
     assert child_url(url) == (shown if environment else url)  # what a job file holds
+
+
+def test_a_tracking_url_with_a_password_is_refused_without_showing_it():
+    with pytest.raises(BenchError) as refused:
+        check_reachable("http://ann:s3cret-pw@mlflow.example")  # urllib: "nonnumeric port"
+    assert "s3cret-pw" not in str(refused.value)
+    assert "MLFLOW_TRACKING_PASSWORD" in str(refused.value)
+
+
+def test_trial_processes_get_no_mlflow_login(monkeypatch):
+    """Only the `bench` process talks to MLflow: its login stays out of every child."""
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret-pw")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ann")
+    environment = child_environment({"PGPASSWORD": "pw"})
+    assert "MLFLOW_TRACKING_PASSWORD" not in environment
+    assert "MLFLOW_TRACKING_USERNAME" not in environment
+    assert environment["PGPASSWORD"] == "pw" and environment["PATH"] == os.environ["PATH"]

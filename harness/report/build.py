@@ -74,10 +74,12 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     for name, figure in _charts(study, found, trials, backends).items():
         paths[name] = out_dir / f"{name}.png"
         figure.savefig(paths[name], dpi=110)
-    paths["markdown"].write_text(render.markdown_page(study.name, headline, verdicts, sections))
+    markdown = render.markdown_page(study.name, headline, verdicts, sections)
+    paths["markdown"].write_text(markdown, encoding="utf-8")
     paths["html"] = out_dir / "report.html"
     pictures = [paths[chart] for chart in render.CHARTS]
-    paths["html"].write_text(page.html_page(study.name, headline, verdicts, sections, pictures))
+    html = page.html_page(study.name, headline, verdicts, sections, pictures)
+    paths["html"].write_text(html, encoding="utf-8")  # as the page declares: ±, Δ, –
 
     # One report run per study definition, rewritten by each `bench report`.
     tags = {"role": "report", "study": study.name, DIGEST_KEY: study_digest(study)}

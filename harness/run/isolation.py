@@ -20,7 +20,6 @@ how the run was isolated.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from harness.run.events import EventHandler, Finished
 from harness.run.jobs import parse_event, run_child
 from harness.run.pool import WorkerPool
 from harness.run.trial import FAIL, Outcome, TrialJob, execute
+from harness.stores import child_environment
 
 ISOLATIONS = ("warm", "process")  # the choices of --isolation; the first is the default
 RECYCLE_AFTER = 50  # runs per warm worker
@@ -121,7 +121,7 @@ class WarmWorker:
                 stderr=log,
                 text=True,
                 bufsize=1,
-                env={**os.environ, **environment},
+                env=child_environment(environment),
             )
         self.pool = pool
         self.log_path = log_path  # its own output: what it printed outside any job

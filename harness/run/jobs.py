@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from harness.run.events import CHILD_EVENTS, Event, EventHandler
+from harness.stores import child_environment
 
 J = TypeVar("J")
 
@@ -117,7 +118,7 @@ def run_child(
             stderr=log,
             text=True,
             bufsize=1,
-            env={**os.environ, **(environment or {})},
+            env=child_environment(environment),
         )
         try:
             assert child.stdout is not None
