@@ -282,7 +282,7 @@ class StudyProgress:
     def _finished(self, job: str, outcome: str, reason: str | None, log: str | None) -> None:
         self.finished_here += 1
         self.progress.advance(self.task)
-        task = self.progress.tasks[self.task]
+        task = next(t for t in self.progress.tasks if t.id == self.task)
         eta = self.remaining(task.completed, task.total)
         self.progress.update(self.task, eta=eta)
         because = f": {reason}" if reason else ""

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +130,16 @@ class Postgres:
     port: int
     user: str = "bench"
     password: str = POSTGRES_PASSWORD
+    control: Callable[[str], None] | None = None  # pg_ctl "stop" (immediate) or "start"
+
+    def stop(self) -> None:
+        """Take the server away, as a crash or a network partition would."""
+        assert self.control is not None
+        self.control("stop")
+
+    def start(self) -> None:
+        assert self.control is not None
+        self.control("start")
 
     def url(self, database: str) -> str:
         return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
@@ -178,19 +188,17 @@ def postgres() -> Iterator[Postgres]:
         *("--auth-host", "scram-sha-256", "--auth-local", "trust"),
     )
     options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c max_connections=200"
-    pg(
-        str(bin_dir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-l",
-        str(folder / "log"),
-        "-o",
-        options,
-        "-w",
-        "start",
-    )
+    pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data)]
+
+    def control(action: str) -> None:
+        if action == "stop":
+            pg(*pg_ctl, "-m", "immediate", "stop")
+        else:
+            pg(*pg_ctl, "-l", str(folder / "log"), "-o", options, "-w", "start")
+
+    control("start")
     try:
-        yield Postgres(port)
+        yield Postgres(port, control=control)
     finally:
-        pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        control("stop")
         shutil.rmtree(folder, ignore_errors=True)

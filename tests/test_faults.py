@@ -34,10 +34,9 @@ def write_faults(folder: Path, epochs: int = 1000, **tables: dict[str, object]) 
     return write_study(folder, study={"name": "faults", "epochs": epochs}, **tables)
 
 
-def trials(out) -> list:
-    return optuna.load_study(
-        study_name="faults/gru/torch", storage=f"sqlite:///{out / 'optuna.db'}"
-    ).trials
+def trials(out, storage: str | None = None) -> list:
+    storage = storage or f"sqlite:///{out / 'optuna.db'}"
+    return optuna.load_study(study_name="faults/gru/torch", storage=storage).trials
 
 
 def runs(out) -> list:
@@ -46,10 +45,10 @@ def runs(out) -> list:
     return client.search_runs([experiment], "tags.role = 'trial'")
 
 
-def first_epoch_reported(out: Path) -> bool:
+def first_epoch_reported(out: Path, storage: str | None = None) -> bool:
     """True once the running trial has reported an epoch to Optuna: it is in its training loop."""
     try:
-        return any(trial.intermediate_values for trial in trials(out))
+        return any(trial.intermediate_values for trial in trials(out, storage))
     except (KeyError, sqlalchemy.exc.OperationalError):
         return False  # the search is not created yet, or a writer holds the database
 
@@ -62,8 +61,11 @@ def wait_for(condition, what: str, seconds: float = 120) -> None:
         time.sleep(0.5)
 
 
-def start_and_wait_for_training(folder: Path, out: Path, imdb_slice) -> subprocess.Popen:
-    """`bench run` on a first trial long enough to be interrupted, once it is training."""
+def start_and_wait_for_training(
+    folder: Path, out: Path, imdb_slice, storage: str | None = None
+) -> subprocess.Popen:
+    """`bench run` on a first trial long enough to be interrupted, once it is training;
+    `storage`: an Optuna storage other than the output folder's SQLite file."""
     study = write_faults(folder)  # 1000 epochs: minutes of work
     command = [
         sys.executable,
@@ -76,6 +78,7 @@ def start_and_wait_for_training(folder: Path, out: Path, imdb_slice) -> subproce
         str(out),
         "--data",
         str(imdb_slice),
+        *(["--storage", storage] if storage else []),
     ]
     # Its own process group, as a terminal's Ctrl-C reaches the command and its trial process.
     # SIGINT back to its default: a shell ignores it in background jobs, a CI runner's included.
@@ -91,7 +94,7 @@ def start_and_wait_for_training(folder: Path, out: Path, imdb_slice) -> subproce
     first = out / "jobs" / "faults" / "gru" / "torch" / "trial-0" / "process.log"
     # The stores exist once the first trial's process does; only then does the test read them.
     wait_for(first.exists, "the first trial never started")
-    wait_for(lambda: first_epoch_reported(out), "the first trial never finished an epoch")
+    wait_for(lambda: first_epoch_reported(out, storage), "the first trial never finished an epoch")
     return running
 
 
@@ -261,3 +264,34 @@ def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path, imdb_sli
         assert states[0] == TrialState.FAIL and states.count(TrialState.PRUNED) == 2
         assert states[1:] == [TrialState.PRUNED] * 2  # the budget exactly: nothing run twice
         assert {r.info.status for r in runs(out)} <= {"FINISHED", "KILLED", "FAILED"}
+
+
+def test_a_lost_database_is_one_line_and_the_same_command_resumes(tmp_path, imdb_slice, postgres):
+    """The Optuna storage's PostgreSQL server goes away mid-trial: one line naming the store
+    (without its password) and what to do, exit code 2; back, the same command finishes the
+    exact budget."""
+    storage = postgres.create_database("faults_lost")
+    out = tmp_path / "out"
+    running = start_and_wait_for_training(tmp_path, out, imdb_slice, storage)
+    try:
+        postgres.stop()
+        _, stderr = running.communicate(timeout=300)
+    finally:
+        if running.poll() is None:
+            os.killpg(running.pid, signal.SIGKILL)
+            running.wait()
+        postgres.start()  # for the resume, and for the session's other tests
+    assert running.returncode == 2, stderr[-3000:]
+    assert "Traceback" not in stderr and postgres.password not in stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: lost the connection to the Optuna storage (postgresql://bench@")
+    assert "re-run the same command" in line and f"details: {out / 'bench.log'}" in line
+    assert postgres.password not in (out / "bench.log").read_text()
+    study = write_faults(tmp_path, pruner=PRUNE_AFTER_ONE_EPOCH)
+    done = bench(
+        *("run", "--study", str(study), "--out", str(out), "--data", str(imdb_slice)),
+        *("--storage", storage),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    states = [t.state for t in trials(out, storage)]
+    assert states[0] == TrialState.FAIL and states[1:] == [TrialState.PRUNED] * 2
