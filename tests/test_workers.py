@@ -240,6 +240,8 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
         assert not [path for path in written if secret.encode() in path.read_bytes()]
     jobs = [path for path in written if path.name == "job.json"]
     assert jobs and {path.stat().st_mode & 0o777 for path in jobs} == {0o600}
+    for terminal in (tmp_path / f"w{n}.log" for n in range(3)):  # and a quiet terminal:
+        assert "View run" not in terminal.read_text()  # no MLflow link after every run
     for run in MlflowClient(tracking).search_runs(  # nor any run's tag or param
         [MlflowClient(tracking).get_experiment_by_name("shared").experiment_id], max_results=1000
     ):
