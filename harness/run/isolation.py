@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.run.events import EventHandler, Finished
-from harness.run.jobs import parse_event, run_child
+from harness.run.jobs import relay, run_child
 from harness.run.pool import WorkerPool
 from harness.run.trial import FAIL, Outcome, TrialJob, execute
 from harness.stores import child_environment
@@ -138,16 +138,10 @@ class WarmWorker:
         except BrokenPipeError:
             return None  # it died before reading the job
         try:
-            for line in self.process.stdout:
-                event = parse_event(line)
-                if isinstance(event, Finished):
-                    return event
-                if event is not None:
-                    on_event(event)
+            return relay(self.process.stdout, on_event, until=Finished)
         except BaseException:  # `on_event` raised: the worker must not outlive its job
             self.kill()
             raise
-        return None
 
     def exit_code(self) -> int:
         """After the worker died: how (negative for a signal)."""

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -23,6 +24,7 @@ from harness.run.events import CHILD_EVENTS, Event, EventHandler
 from harness.stores import child_environment
 
 J = TypeVar("J")
+E = TypeVar("E", bound=Event)
 
 
 def emit(event: Event) -> None:
@@ -97,6 +99,21 @@ class ChildProcesses:
                     child.terminate()
 
 
+def relay(lines: Iterable[str], on_event: EventHandler, until: type[E] | None = None) -> E | None:
+    """Hand each event on a child's stdout to `on_event`, up to the first one of type `until`,
+    which is returned instead; None when the lines end first (the child has exited, or died).
+
+    The one reading loop of the child-process protocol: fresh processes and warm workers alike.
+    """
+    for line in lines:
+        event = parse_event(line)
+        if until is not None and isinstance(event, until):
+            return event
+        if event is not None:
+            on_event(event)
+    return None
+
+
 def run_child(
     module: str,
     job_path: Path,
@@ -122,10 +139,7 @@ def run_child(
         )
         try:
             assert child.stdout is not None
-            for line in child.stdout:
-                event = parse_event(line)
-                if event is not None:
-                    on_event(event)
+            relay(child.stdout, on_event)
             return child.wait()
         finally:
             if child.poll() is None:  # `on_event` raised: the child must not outlive its job
