@@ -39,7 +39,7 @@ from harness.run.events import (
     TrialDone,
     TrialStarted,
 )
-from harness.stores import without_password
+from harness.stores import is_server, without_password
 from harness.training import EpochResult, TrainResult
 
 if TYPE_CHECKING:  # only for annotations: `bench train` need not import Optuna or MLflow
@@ -322,12 +322,15 @@ def print_run_summary(
     from harness.tracking import runs_page
 
     tracking = without_password(places.tracking_uri)
-    remote = tracking.startswith(("http://", "https://"))
     lines = {
         "output folder": str(places.out),
         "report": str(places.out / "report" / "report.html"),
         "trial logs": str(places.out / "jobs"),
-        **({} if remote else {"compare runs": f"mlflow ui --backend-store-uri {tracking}"}),
+        **(
+            {}
+            if is_server(tracking)
+            else {"compare runs": f"mlflow ui --backend-store-uri {tracking}"}
+        ),
         "runs page": runs_page(places.tracking_uri, experiment_id),
         "inspect searches": f"optuna-dashboard {without_password(places.storage_url)}",
     }

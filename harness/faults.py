@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from harness.errors import BenchError
-from harness.stores import without_password
+from harness.stores import sqlite_file, without_password
 
 RESUME = "then re-run the same command: finished work is kept and the study resumes"
 
@@ -125,7 +125,7 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 
 def _remote(url: str) -> bool:
     """A place reached over the network: a database or tracking server, not a file."""
-    return "://" in url and not url.startswith("sqlite")
+    return "://" in url and sqlite_file(url) is None
 
 
 def _place_named(text: str, places: dict[str, str]) -> str:
@@ -163,15 +163,15 @@ def _local_folder(url: str) -> Path | None:
     """The folder on this machine that a place writes into: itself, or an SQLite file's."""
     if "://" not in url:
         return Path(url)
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///")).parent
-    return None  # a database or tracking server elsewhere
+    database = sqlite_file(url)
+    return None if database is None else database.parent  # None: a server elsewhere
 
 
 def _location(url: str) -> str:
     """The part of a place an error message would quote: a folder, an SQLite file or a host."""
     if "://" not in url:
         return url.lower()  # a folder
-    if url.startswith("sqlite:///"):
-        return url.removeprefix("sqlite:///").lower()
+    database = sqlite_file(url)
+    if database is not None:
+        return str(database).lower()
     return without_password(url).split("@")[-1].split("/")[0].split(":")[0].lower()

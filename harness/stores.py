@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from filelock import FileLock
@@ -73,6 +74,17 @@ def engine_options(url: str) -> dict[str, object]:
     return options
 
 
+def is_server(url: str) -> bool:
+    """An MLflow tracking server (http or https), not a store opened from this machine."""
+    return url.startswith(("http://", "https://"))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL; None for any other URL or an in-memory database."""
+    database = make_url(url).database if url.startswith("sqlite") else None
+    return Path(database) if database and database != ":memory:" else None
+
+
 def sqlite_lock(url: str) -> contextlib.AbstractContextManager[object]:
     """A lock file beside an SQLite database, for what SQLite cannot keep apart by itself.
 
@@ -80,7 +92,5 @@ def sqlite_lock(url: str) -> contextlib.AbstractContextManager[object]:
     schema fail on the loser's side) and to take a queued trial (SQLite cannot lock its row).
     PostgreSQL needs none of this, so other URLs get a no-op.
     """
-    database = make_url(url).database if url.startswith("sqlite") else None
-    if not database or database == ":memory:":
-        return contextlib.nullcontext()
-    return FileLock(database + ".lock")
+    database = sqlite_file(url)
+    return contextlib.nullcontext() if database is None else FileLock(f"{database}.lock")

@@ -9,8 +9,8 @@ Hierarchy inside the experiment named after the study:
     <study> report                            role=report, the comparison tables and charts,
                                               one per study, rewritten by every `bench report`
 
-The experiment is tagged as model training (`mlflow.experimentKind`), so MLflow's UI opens on
-these runs rather than on its GenAI overview.
+The experiment is tagged as model training (`mlflow.experimentKind`). MLflow 3.17's UI still
+opens on its GenAI overview unless asked for its model-training view, hence `runs_page`.
 
 Only the parent process talks to MLflow: it creates each run, fills it in from the events and
 files its trial process leaves (`harness.run.trial`), and closes it with a status, so a crashed
@@ -40,12 +40,12 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 
 import harness
 from harness.errors import BenchError
-from harness.stores import sqlalchemy_url, sqlite_lock, without_password
+from harness.stores import is_server, sqlalchemy_url, sqlite_file, sqlite_lock, without_password
 
 PAGE = 1000  # runs per search request (MLflow's default page size)
 
 PARENT_TAG = "mlflow.parentRunId"
-# What MLflow 3's UI reads to open an experiment on its runs, not on its GenAI overview.
+# The experiment's kind as MLflow 3 records it (its UI's own GenAI/training switch wins).
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 RUN_COLUMNS = ["run_id", "status", "start_time"]  # `runs_frame`'s columns besides tags.x etc.
 
@@ -109,8 +109,7 @@ UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by defaul
 def runs_page(tracking_uri: str, experiment_id: str) -> str:
     """The address of an experiment's training runs in MLflow's UI. The `workflowType` query
     opens the model-training view: MLflow 3's UI otherwise opens its GenAI overview."""
-    remote = tracking_uri.startswith(("http://", "https://"))
-    base = without_password(tracking_uri).rstrip("/") if remote else UI
+    base = without_password(tracking_uri).rstrip("/") if is_server(tracking_uri) else UI
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
@@ -118,11 +117,9 @@ def finished_run_seconds(tracking_uri: str, experiment: str) -> list[float]:
     """How long each finished trial, re-training and cross run of `experiment` took, for an
     estimate before any work (`bench run --dry-run`): read only, nothing created; empty when
     the store or the experiment does not exist yet or cannot be read."""
-    local = tracking_uri.removeprefix("sqlite:///")
-    if tracking_uri.startswith("sqlite:///") and not Path(local).is_file():
-        return []
-    if not tracking_uri.startswith(("sqlite:///", "http://", "https://")):
-        return []  # a database MLflow would set its tables up in, were they missing
+    database = sqlite_file(tracking_uri)
+    if not is_server(tracking_uri) and (database is None or not database.is_file()):
+        return []  # not there yet, or a database MLflow would set its tables up in
     try:
         check_reachable(tracking_uri, timeout=5)
         client = MlflowClient(sqlalchemy_url(tracking_uri))
@@ -147,7 +144,7 @@ def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
     URL is refused: MLflow takes it from MLFLOW_TRACKING_USERNAME / _PASSWORD, and a URL is
     shown and written in too many places to hold one.
     """
-    if not tracking_uri.startswith(("http://", "https://")):
+    if not is_server(tracking_uri):
         return  # a local store: opening it reports its own problem at once
     shown = without_password(tracking_uri)
     if urlsplit(tracking_uri).password is not None:
@@ -193,6 +190,8 @@ class Tracker:
             self.experiment_id = found.experiment_id
         if found is None or EXPERIMENT_KIND not in found.tags:  # also a store made before it
             self.write_experiment_tags({EXPERIMENT_KIND: MODEL_TRAINING})
+        self.parent_of: dict[str, str] = {}  # run -> its parent, for the runs started here
+        self.data_linked: set[str] = set()  # parents whose dataset input is known to be there
         self.base_tags = {
             "rnnbench_version": harness.__version__,
             "git_commit": git_commit(),
@@ -205,8 +204,8 @@ class Tracker:
     def _create_experiment(self, name: str, artifact_root: Path | None) -> str:
         """A tracking server keeps the artifacts itself (every worker machine can reach them);
         a local store keeps them beside the run's other outputs."""
-        remote = self.tracking_uri.startswith(("http://", "https://"))
-        location = artifact_root.resolve().as_uri() if artifact_root and not remote else None
+        local = artifact_root and not is_server(self.tracking_uri)
+        location = artifact_root.resolve().as_uri() if local else None
         try:
             return self.client.create_experiment(name, location)
         except MlflowException:  # another worker created it a moment ago
@@ -246,6 +245,8 @@ class Tracker:
     def start(self, name: str, tags: dict[str, str], parent: str | None = None) -> str:
         all_tags = {**self.base_tags, **tags, **({PARENT_TAG: parent} if parent else {})}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        if parent:
+            self.parent_of[run.info.run_id] = parent
         return run.info.run_id
 
     def reopen(self, name: str, tags: dict[str, str]) -> str:
@@ -339,13 +340,16 @@ class Tracker:
             # fails on the store's unique key. Now that it exists, linking it succeeds.
             time.sleep(1)
             self.client.log_inputs(run_id, inputs)
-        # The runs table shows a search collapsed to its parent run: it names the data too.
-        parent = self.tag(run_id, PARENT_TAG)
-        if parent and not self.client.get_run(parent).inputs.dataset_inputs:
-            try:
-                self.client.log_inputs(parent, inputs)
-            except MlflowException:
-                pass  # another worker's trial linked it a moment ago
+        # The runs table shows a search collapsed to its parent run: it names the data too,
+        # linked once per parent and process (a resumed study's parent may hold it already).
+        parent = self.parent_of.get(run_id)
+        if parent and parent not in self.data_linked:
+            self.data_linked.add(parent)
+            if not self.client.get_run(parent).inputs.dataset_inputs:
+                try:
+                    self.client.log_inputs(parent, inputs)
+                except MlflowException:
+                    pass  # another worker's trial linked it a moment ago
 
     def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
         # Not every store accepts NaN or infinity; a diverged run says so in its tags instead.
