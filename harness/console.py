@@ -253,6 +253,8 @@ class StudyProgress:
                 )
             case TrialStarted() | RetrainStarted():
                 self.running[event.job] = event.job
+                if self.verbose:
+                    self.console.print(f"  {event.job} started", highlight=False, markup=False)
             case FromJob(job, Epoch() as epoch):
                 self.running[job] = (
                     f"{job} epoch {epoch.epoch}/{epoch.epochs} "

@@ -6,9 +6,10 @@ made under, every run carries its digest, and a `bench run`, `bench worker` or `
 whose study file now says something else stops before any work, naming what changed.
 
 In the digest: the task and dataset, epochs, the data options, the fixed values (execution
-options among them), the search space with its defaults, and the objective (and its target):
-everything that changes what one run computes or how it is judged; and `MEASUREMENT`, the
-version of how the harness itself measures, so that figures measured two ways are never mixed.
+options among them), the search space with its defaults, the objective (and its target) and
+the verdict's margins: everything that changes what one run computes or how it is judged; and
+`MEASUREMENT`, the version of how the harness itself measures, so that figures measured two ways
+are never mixed.
 Not in it: the name and description, which architectures and backends take part (each search
 is one of them), the trial budget and timeout, the sampler and pruner (they choose which
 configurations are tried and which stop early, never what a finished run computes), and the
@@ -34,7 +35,10 @@ DEFINITION_KEY = "definition"  # the whole definition as JSON, to say what chang
 # How the harness measures; raised whenever a recorded figure changes meaning. 2 (warm
 # workers): peak memory from each run's start, not its process's; evaluation in chunks of one
 # shape (the last padded), which may move a logit in its last bits on a shape-tuned kernel.
-MEASUREMENT = 2
+# 3 (paired verdicts): re-trainings run seed-major in a seeded order, recorded per run, and each
+# run records how busy its host was (other work's CPU share, steal, load): a store without those
+# cannot be judged for contention, so it is refused rather than reported as if it could.
+MEASUREMENT = 3
 
 
 def definition(study: Study) -> dict[str, object]:
@@ -47,6 +51,7 @@ def definition(study: Study) -> dict[str, object]:
         "fixed": dict(study.fixed),
         "search": {name: knob.model_dump() for name, knob in study.search.items()},
         "objective": study.objective.model_dump(),
+        "verdict": study.verdict.model_dump(),
         "measurement": MEASUREMENT,
     }
 

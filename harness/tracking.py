@@ -20,6 +20,7 @@ trial's run is still closed, with its reason.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import subprocess
 import tempfile
@@ -35,6 +36,7 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 
@@ -47,6 +49,9 @@ PAGE = 1000  # runs per search request (MLflow's default page size)
 PARENT_TAG = "mlflow.parentRunId"
 # The experiment's kind as MLflow 3 records it (its UI's own GenAI/training switch wins).
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# MLflow's system metrics (system/cpu_utilization_percentage, ...; GPU ones through NVML): one
+# sample a second, so that even a run of a few seconds shows its host in the MLflow UI.
+SYSTEM_SAMPLE_SECONDS = 1.0
 RUN_COLUMNS = ["run_id", "status", "start_time"]  # `runs_frame`'s columns besides tags.x etc.
 
 
@@ -163,6 +168,26 @@ def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
         ) from None
 
 
+class SystemMetrics(SystemMetricsMonitor):
+    """MLflow's sampler of the host, which also logs what it sampled of a run shorter than one
+    interval: MLflow's own loop takes a sample, waits, and drops it when stopped meanwhile."""
+
+    published = False
+
+    def publish_metrics(self, metrics: dict[str, float]) -> None:
+        super().publish_metrics(metrics)
+        self.published = True
+
+    def finish(self) -> None:
+        super().finish()  # stops the thread and flushes what it published
+        if not self.published and (metrics := self.aggregate_metrics()):
+            try:
+                self.publish_metrics(metrics)
+                self.mlflow_logger.flush()
+            except Exception:  # noqa: BLE001 - as MLflow's own loop: the run's figures matter more
+                logging.getLogger(__name__).warning("system metrics not logged", exc_info=True)
+
+
 class Tracker:
     """The parent process's view: find or create runs, and close them with a status."""
 
@@ -260,6 +285,19 @@ class Tracker:
         if self.tag(found, "failure_reason") is not None:  # from an earlier, failed rewrite
             self.delete_tag(found, "failure_reason")
         return found
+
+    def system_metrics(self, run_id: str) -> SystemMetrics:
+        """Start MLflow's own sampler of the host (CPU, memory, disk, network, and GPU
+        utilisation and memory where NVML sees one) logging into `run_id` while its job runs;
+        `finish()` it when the job ends. The MLflow UI then shows a busy machine beside the
+        run's figures."""
+        monitor = SystemMetrics(
+            run_id,
+            sampling_interval=SYSTEM_SAMPLE_SECONDS,
+            tracking_uri=sqlalchemy_url(self.tracking_uri),
+        )
+        monitor.start()
+        return monitor
 
     def finish(self, run_id: str, status: str, reason: str | None = None) -> None:
         """Close a run: FINISHED, FAILED or KILLED, with the reason as a tag when there is one."""

@@ -9,7 +9,16 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState, create_trial
 
-from harness.study.schema import Budget, DataOptions, Objective, Pruner, Retrain, Sampler, Study
+from harness.study.schema import (
+    Budget,
+    DataOptions,
+    Objective,
+    Pruner,
+    Retrain,
+    Sampler,
+    Study,
+    Verdict,
+)
 
 STUDY = "imdb-test"
 ARCHS = ["lstm", "gru", "bilstm"]  # bilstm: every trial failed, no runs at all
@@ -118,6 +127,7 @@ def make_study(
         pruner=Pruner(),
         data=DataOptions(),
         retrain=Retrain(),
+        verdict=Verdict(),
         fixed={},
         search={},
     )

@@ -23,6 +23,7 @@ from report_stores import (
     make_study,
 )
 from rich.console import Console
+from scipy import stats
 
 from harness.report.build import Report, build_report
 from harness.report.render import print_report
@@ -54,9 +55,11 @@ def report(stores: SimpleNamespace) -> Report:
     )
 
 
-def test_one_row_per_architecture(report: Report) -> None:
-    assert list(report.table.index) == ARCHS
-    assert report.table.index.name == "architecture"
+def test_one_row_per_architecture_and_backend(report: Report) -> None:
+    """Long form: the columns do not grow with the backends."""
+    assert list(report.table.index) == [(a, b) for a in ARCHS for b in ("keras", "torch")]
+    assert report.table.index.names == ["architecture", "backend"]
+    assert len(report.table.columns) < 25
 
 
 @pytest.mark.parametrize("arch", ["lstm", "gru"])
@@ -64,15 +67,15 @@ def test_one_row_per_architecture(report: Report) -> None:
 def test_test_metrics_are_mean_and_sample_std_of_the_retrain_seeds(
     report: Report, arch: str, backend: str
 ) -> None:
-    row, seeds = report.table.loc[arch], RETRAIN[arch, backend]
+    row, seeds = report.table.loc[(arch, backend)], RETRAIN[arch, backend]
     for column, key in (("test_accuracy", "acc"), ("test_f1", "f1"), ("test_roc_auc", "auc")):
         values = np.array([s[key] for s in seeds])
-        assert row[f"{column}_mean {backend}"] == pytest.approx(values.mean())
-        assert row[f"{column}_std {backend}"] == pytest.approx(values.std(ddof=1))
+        assert row[f"{column}_mean"] == pytest.approx(values.mean())
+        assert row[f"{column}_std"] == pytest.approx(values.std(ddof=1))
     perplexity = np.mean([s["ppl"] for s in seeds])
-    assert row[f"test_perplexity_mean {backend}"] == pytest.approx(perplexity)
-    assert row[f"retrain_runs {backend}"] == 2  # the old config and the FAILED run are left out
-    assert row[f"peak_rss_mb {backend}"] == pytest.approx(np.mean([s["rss"] for s in seeds]))
+    assert row["test_perplexity_mean"] == pytest.approx(perplexity)
+    assert row["retrain_runs"] == 2  # the old config and the FAILED run are left out
+    assert row["peak_rss_mb"] == pytest.approx(np.mean([s["rss"] for s in seeds]))
 
 
 def test_seconds_and_samples_per_epoch(report: Report) -> None:
@@ -81,60 +84,57 @@ def test_seconds_and_samples_per_epoch(report: Report) -> None:
         seeds = RETRAIN[arch, backend]
         # Steady state: the first epoch (compilation included) is left out.
         expected = np.mean([np.mean(s["secs"][1:]) for s in seeds])
-        assert table.loc[arch, f"seconds_per_epoch {backend}"] == pytest.approx(expected)
+        assert table.loc[(arch, backend), "seconds_per_epoch"] == pytest.approx(expected)
         sps = np.mean([np.mean(s["sps"][1:]) for s in seeds])
-        assert table.loc[arch, f"samples_per_second {backend}"] == pytest.approx(sps)
+        assert table.loc[(arch, backend), "samples_per_second"] == pytest.approx(sps)
     # no history: total_train_seconds / epochs param
     fallback = np.mean([s["total"] / 3 for s in RETRAIN["gru", "keras"]])
-    assert table.loc["gru", "seconds_per_epoch keras"] == pytest.approx(fallback)
-    assert math.isnan(table.loc["gru", "samples_per_second keras"])
+    assert table.loc[("gru", "keras"), "seconds_per_epoch"] == pytest.approx(fallback)
+    assert math.isnan(table.loc[("gru", "keras"), "samples_per_second"])
 
 
-def test_torch_to_keras_ratios(report: Report) -> None:
-    row = report.table.loc["lstm"]
-    assert row["seconds_per_epoch torch/keras"] == pytest.approx(
-        row["seconds_per_epoch torch"] / row["seconds_per_epoch keras"]
+def test_ratios_against_the_baseline_row(report: Report) -> None:
+    torch, keras = report.table.loc[("lstm", "torch")], report.table.loc[("lstm", "keras")]
+    assert torch["seconds_per_epoch_vs_baseline"] == pytest.approx(
+        torch["seconds_per_epoch"] / keras["seconds_per_epoch"]
     )
-    assert row["peak_rss_mb torch/keras"] == pytest.approx(1550.0 / 2050.0)
+    assert torch["peak_rss_mb_vs_baseline"] == pytest.approx(1550.0 / 2050.0)
+    assert keras["seconds_per_epoch_vs_baseline"] == 1.0
 
 
 def test_search_best_and_trial_counts(report: Report) -> None:
     table = report.table
     for (arch, backend), (values, pruned, failed) in TRIALS.items():
-        assert table.loc[arch, f"trials_complete {backend}"] == len(values)
-        assert table.loc[arch, f"trials_pruned {backend}"] == pruned
-        assert table.loc[arch, f"trials_failed {backend}"] == failed
-        best = table.loc[arch, f"search_best_val_accuracy {backend}"]
+        row = table.loc[(arch, backend)]
+        assert row["trials_complete"] == len(values)
+        assert row["trials_pruned"] == pruned
+        assert row["trials_failed"] == failed
+        best = row["search_best_val_accuracy"]
         assert best == pytest.approx(max(values)) if values else math.isnan(best)
 
 
-def test_cross_backend_block(report: Report) -> None:
-    table = report.table
+def test_cross_runs_have_their_own_long_table(report: Report) -> None:
+    cross = report.sections["cross runs: a's best configuration re-trained on b"]
+    assert list(cross.index) == [("lstm", "keras→torch")]  # gru has no cross runs
     expected = np.array(CROSS_KERAS_ON_TORCH)
-    assert table.loc["lstm", "cross_test_accuracy_mean keras_on_torch"] == pytest.approx(
-        expected.mean()
-    )
-    assert table.loc["lstm", "cross_test_accuracy_std keras_on_torch"] == pytest.approx(
-        expected.std(ddof=1)
-    )
-    assert math.isnan(table.loc["lstm", "cross_test_accuracy_mean torch_on_keras"])
-    assert math.isnan(table.loc["gru", "cross_test_accuracy_mean keras_on_torch"])
+    assert cross.iloc[0, 0] == f"{expected.mean():.3f} ± {expected.std(ddof=1):.3f}"
 
 
 def test_missing_pieces_are_nan(report: Report) -> None:
-    bilstm = report.table.loc["bilstm"]
     assert report.memory_metric == "peak_rss_mb"
     assert not any(c.startswith("peak_gpu_memory_mb") for c in report.table.columns)
-    for column in (
-        "test_accuracy_mean",
-        "seconds_per_epoch",
-        "peak_rss_mb",
-        "parameter_count",
-        "search_best_val_accuracy",
-    ):
-        assert math.isnan(bilstm[f"{column} keras"]) and math.isnan(bilstm[f"{column} torch"])
-    assert math.isnan(bilstm["trials_complete torch"])  # never started, not "0 trials"
-    assert math.isnan(bilstm["seconds_per_epoch torch/keras"])
+    for backend in ("keras", "torch"):
+        bilstm = report.table.loc[("bilstm", backend)]
+        for column in (
+            "test_accuracy_mean",
+            "seconds_per_epoch",
+            "peak_rss_mb",
+            "parameter_count",
+            "search_best_val_accuracy",
+            "seconds_per_epoch_vs_baseline",
+        ):
+            assert math.isnan(bilstm[column])
+    assert math.isnan(report.table.loc[("bilstm", "torch"), "trials_complete"])  # never started
 
 
 def test_files_are_written(report: Report, stores: SimpleNamespace) -> None:
@@ -153,12 +153,14 @@ def test_files_are_written(report: Report, stores: SimpleNamespace) -> None:
         assert path.parent == out and path.stat().st_size > 0
         if path.suffix == ".png":
             assert path.read_bytes()[:8] == PNG
-    csv = pd.read_csv(out / "report.csv", index_col="architecture")
+    csv = pd.read_csv(out / "report.csv", index_col=["architecture", "backend"])
     pd.testing.assert_frame_equal(csv, report.table, check_dtype=False)
     page = (out / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == 3 and "0.820 ± 0.014" in page
     markdown = (out / "report.md").read_text()
-    assert "| lstm |" in markdown and "![accuracy](accuracy.png)" in markdown
+    assert "| lstm keras |" in markdown and "![accuracy](accuracy.png)" in markdown
+    widths = [line.count("|") - 1 for line in markdown.splitlines() if line.startswith("|")]
+    assert max(widths) <= 12  # columns, index included: no table grows with the backends
 
 
 def test_report_run_holds_the_files(report: Report, stores: SimpleNamespace) -> None:
@@ -223,57 +225,57 @@ def test_gpu_memory_wins_and_an_empty_study_reports_nan(
         make_study("imdb-gpu", ["gru", "lstm"]), stores.tracking_uri, stores.storage_url, tmp_path
     )
     assert gpu.memory_metric == "peak_gpu_memory_mb"
-    assert gpu.table.loc["gru", "peak_gpu_memory_mb torch"] == 900.0
-    assert math.isnan(gpu.table.loc["gru", "peak_gpu_memory_mb keras"])  # CPU run: no rss mixed in
-    assert math.isnan(gpu.table.loc["gru", "peak_gpu_memory_mb torch/keras"])
-    assert (
-        gpu.table.loc["lstm"]
-        .drop([c for c in gpu.table if c.startswith("retrain_runs")])
-        .isna()
-        .all()
-    )
+    assert gpu.table.loc[("gru", "torch"), "peak_gpu_memory_mb"] == 900.0
+    keras = gpu.table.loc[("gru", "keras")]
+    assert math.isnan(keras["peak_gpu_memory_mb"])  # CPU run: no rss mixed in
+    assert math.isnan(gpu.table.loc[("gru", "torch"), "peak_gpu_memory_mb_vs_baseline"])
+    lstm = gpu.table.loc["lstm"].drop(columns=["retrain_runs", "contended_runs"])
+    assert lstm.isna().all().all()
 
 
-def test_verdicts_compare_one_configuration_with_intervals(report: Report) -> None:
+def test_verdicts_compare_one_configuration_paired_by_seed(report: Report) -> None:
     """Each backend against the baseline (keras, the study's first) on the baseline's newest
     best configuration: torch's cross runs of it, one per seed, not also torch's own re-trains
-    (their seeds would count twice)."""
+    (their seeds would count twice), paired with keras's run of the same seed."""
     lstm, gru, bilstm = report.verdicts
     assert (lstm.architecture, lstm.contender, lstm.baseline) == ("lstm", "torch", "keras")
     assert lstm.config_hash == "new"
-    assert sorted(lstm.samples["torch"].quality) == CROSS_KERAS_ON_TORCH
-    assert sorted(lstm.samples["keras"].quality) == [0.81, 0.83]  # not the old config's 0.10
-    assert lstm.quality.estimate == pytest.approx(np.mean(CROSS_KERAS_ON_TORCH) - 0.82)
-    assert lstm.quality.low < 0 < lstm.quality.high  # Welch's t on 2 seeds a side: wide
+    assert lstm.samples["torch"].quality == dict(enumerate(CROSS_KERAS_ON_TORCH))
+    assert lstm.samples["keras"].quality == {0: 0.81, 1: 0.83}  # not the old config's 0.10
+    quality = lstm.clause("accuracy")
+    differences = np.array(CROSS_KERAS_ON_TORCH) - [0.81, 0.83]
+    assert quality.estimate == pytest.approx(differences.mean())
+    expected = stats.ttest_rel(CROSS_KERAS_ON_TORCH, [0.81, 0.83]).confidence_interval()
+    assert (quality.low, quality.high) == pytest.approx((expected.low, expected.high))
+    assert quality.kind == "inconclusive" and quality.pairs == 2
     # One value per run: the mean of its steady-state epochs (the first left out).
-    assert sorted(lstm.samples["keras"].epoch_seconds) == [9.5, 10.0]
+    assert lstm.samples["keras"].epoch_seconds == {0: 10.0, 1: 9.5}
     assert lstm.samples["keras"].steady_epochs == 4
-    assert lstm.time.estimate == pytest.approx(5.0 / np.sqrt(9.5 * 10.0))  # geometric means
-    assert lstm.time.high < 1
-    assert lstm.memory.estimate == pytest.approx(np.sqrt(1500 * 1600) / np.sqrt(2000 * 2100))
+    time = lstm.clause("time per epoch")
+    assert time.estimate == pytest.approx(np.sqrt(5.0 / 10.0 * 5.0 / 9.5))  # paired log-ratios
+    assert time.kind == "better" and time.high < 1
+    memory = lstm.clause("memory")
+    assert memory.estimate == pytest.approx(np.sqrt(1500 / 2000 * 1600 / 2100))
     # MLPerf's time to target: every epoch counts until val_accuracy first reaches 0.8.
     assert sorted(lstm.samples["torch"].time_to_target) == [5.0, 11.0]
-    line = report.headline[0]
-    assert line.startswith("lstm: accuracy: no detectable difference (Δ -0.015, 95% CI [")
-    assert "P(torch better) 0.25, n 2/2 seeds" in line
-    assert "torch 1.95x faster [" in line
-    assert "per epoch (n 2/2 runs, 4/4 steady epochs)" in line
-    assert "0.76x the memory [" in line or "no detectable difference in memory" in line
+    line = next(line for line in report.headline if line.startswith("lstm "))
+    assert line.startswith("lstm (torch vs keras): accuracy: inconclusive at a ±0.005 margin")
+    assert "paired t, n 2/2 seeds paired" in line
+    assert "time per epoch: torch 1.95x faster [" in line
     assert "time to val_accuracy 0.8 (median): torch 8.0 s (2/2 runs)" in line
-    # keras/gru logged no epoch history: no interval, and the line says so.
-    assert "time per epoch: not enough data for an interval (n 2/0 runs" in gru.headline
-    assert bilstm.headline.startswith("bilstm: no verdict: keras has no finished runs")
+    assert "no detectable difference" not in "\n".join(report.headline)
+    # keras/gru logged no epoch history: nothing to pair, and the line says so.
+    assert "time per epoch: not measured on both sides" in gru.headline
+    assert bilstm.headline.startswith("bilstm (torch vs keras): no verdict: keras has no")
 
 
-def test_the_verdict_leads_every_output(report: Report) -> None:
-    markdown = report.paths["markdown"].read_text()
-    assert markdown.index("## Verdict") < markdown.index("## quality")
-    assert report.headline[0] in markdown
-    page = report.paths["html"].read_text()
-    assert page.index("<h2>Verdict</h2>") < page.index("<h2>quality")
-    table = pd.read_csv(report.paths["verdicts"])
-    assert list(table["architecture"]) == ["lstm", "gru", "bilstm"]
-    assert table.loc[0, "time/epoch ratio"] == pytest.approx(5.0 / np.sqrt(9.5 * 10.0))
+def test_one_line_per_contender_across_architectures(report: Report) -> None:
+    (line,) = report.overall
+    assert line.architecture == "all architectures" and line.metric == "time per epoch"
+    assert line.pairs == 1  # only lstm has epoch times on both sides
+    assert line.estimate == pytest.approx(report.verdicts[0].clause("time per epoch").estimate)
+    assert report.headline[0].startswith("torch vs keras, time per epoch: ")
+    assert "by architecture: better on 1, no data on 1" in report.headline[0]
 
 
 def test_each_contender_is_compared_with_a_baseline_that_is_not_the_first_backend(
@@ -286,29 +288,24 @@ def test_each_contender_is_compared_with_a_baseline_that_is_not_the_first_backen
     found = build_report(study, stores.tracking_uri, stores.storage_url, tmp_path)
     lstm, gru, bilstm = found.verdicts
     assert (lstm.architecture, lstm.contender, lstm.baseline) == ("lstm", "keras", "torch")
-    assert sorted(lstm.samples["keras"].quality) == [0.81, 0.83]  # not the old config's 0.10
-    assert sorted(lstm.samples["torch"].quality) == [0.80, 0.84]  # re-trains, not keras's cross
-    assert lstm.quality.estimate == pytest.approx(0.0)
-    assert lstm.time.estimate == pytest.approx(np.sqrt(9.5 * 10.0) / 5.0)
-    line = found.headline[0]
-    assert line.startswith("lstm: accuracy: no detectable difference (Δ +0.000, 95% CI [")
-    assert "P(keras better) 0.50, n 2/2 seeds" in line and "keras 1.95x slower [" in line
-    assert bilstm.headline.startswith("bilstm: no verdict: torch has no finished runs")
+    assert lstm.samples["keras"].quality == {0: 0.81, 1: 0.83}  # not the old config's 0.10
+    assert lstm.samples["torch"].quality == {0: 0.80, 1: 0.84}  # re-trains, not keras's cross
+    assert lstm.clause("accuracy").estimate == pytest.approx(0.0)
+    assert lstm.clause("time per epoch").estimate == pytest.approx(np.sqrt(10 / 5 * 9.5 / 5))
+    line = next(line for line in found.headline if line.startswith("lstm "))
+    assert line.startswith("lstm (keras vs torch): accuracy: inconclusive")
+    assert "keras 1.95x slower [" in line
+    assert bilstm.headline.startswith("bilstm (keras vs torch): no verdict: torch has no")
     table = pd.read_csv(found.paths["verdicts"])
     assert set(table["contender"]) == {"keras"} and set(table["baseline"]) == {"torch"}
-    row = found.table.loc["lstm"]
-    assert row["seconds_per_epoch keras/torch"] == pytest.approx(
-        row["seconds_per_epoch keras"] / row["seconds_per_epoch torch"]
+    keras, torch = found.table.loc[("lstm", "keras")], found.table.loc[("lstm", "torch")]
+    assert keras["seconds_per_epoch_vs_baseline"] == pytest.approx(
+        keras["seconds_per_epoch"] / torch["seconds_per_epoch"]
     )
-    assert row["peak_rss_mb keras/torch"] == pytest.approx(2050.0 / 1550.0)
-    assert not [c for c in found.table if c.endswith("torch/keras")]
-    assert list(found.table.columns[:2]) == [  # the baseline first
-        "search_best_val_accuracy torch",
-        "search_best_val_accuracy keras",
-    ]
-    cost = found.sections["cost (mean over re-train runs)"]
-    assert {"s/epoch keras/torch", "memory keras/torch"} <= set(cost.columns)
-    assert cost.loc["lstm", "s/epoch keras/torch"] == "1.95"
+    assert keras["peak_rss_mb_vs_baseline"] == pytest.approx(2050.0 / 1550.0)
+    assert list(found.table.loc["lstm"].index) == ["torch", "keras"]  # the baseline first
+    cost = found.sections["cost (mean over re-train runs; ratios against the baseline's row)"]
+    assert cost.loc[("lstm", "keras"), "s/epoch vs baseline"] == "1.95"
 
 
 def test_a_study_of_one_backend_reports_without_a_verdict(
@@ -317,14 +314,15 @@ def test_a_study_of_one_backend_reports_without_a_verdict(
     study = make_study(STUDY, ARCHS, backends=("torch",), baseline="torch")
     found = build_report(study, stores.tracking_uri, stores.storage_url, tmp_path)
     assert found.verdicts == [] and found.headline == [] and found.verdict_table.empty
-    assert all(column.endswith(" torch") for column in found.table.columns)  # no ratios
-    assert found.table.loc["lstm", "retrain_runs torch"] == 2
-    assert found.table.loc["lstm", "trials_complete torch"] == len(TRIALS["lstm", "torch"][0])
+    assert set(found.table.index.get_level_values("backend")) == {"torch"}
+    assert found.table.loc[("lstm", "torch"), "retrain_runs"] == 2
+    trials = found.table.loc[("lstm", "torch"), "trials_complete"]
+    assert trials == len(TRIALS["lstm", "torch"][0])
     markdown = found.paths["markdown"].read_text()
-    assert "## Verdict" not in markdown and "| lstm |" in markdown
+    assert "## Verdict" not in markdown and "| lstm torch |" in markdown
     console = Console(record=True, width=250)
     print_report(console, found)
-    assert "verdict (95% confidence intervals" not in console.export_text()
+    assert "verdict (paired" not in console.export_text()
     listed = {a.path for a in stores.client.list_artifacts(found.run_id)}
     assert "headline.txt" in listed  # the same report run, rewritten: no verdict left in it
     assert _logged_table(stores, found.run_id).empty

@@ -18,8 +18,10 @@ import pandas as pd
 from harness import search
 from harness.identity import DIGEST_KEY, check_identity, study_digest
 from harness.report import charts, collect, page, render
-from harness.report.comparisons import Verdict, study_verdicts, verdict_table
+from harness.report.clauses import Clause, overall_words
+from harness.report.comparisons import Verdict, overall, study_verdicts, verdict_table
 from harness.report.views import view_of
+from harness.stores import without_password
 from harness.tracking import Tracker
 
 if TYPE_CHECKING:  # only the attributes named in `build_report` are used
@@ -39,12 +41,30 @@ class Report:
     memory_metric: str  # peak_gpu_memory_mb when any re-train ran on a GPU, else peak_rss_mb
     sections: dict[str, pd.DataFrame] = field(default_factory=dict)  # formatted, for people
     verdicts: list[Verdict] = field(default_factory=list)  # each contender against the baseline
-    verdict_table: pd.DataFrame = field(default_factory=pd.DataFrame)  # their numbers
+    verdict_table: pd.DataFrame = field(default_factory=pd.DataFrame)  # their records
+    overall: list[Clause] = field(default_factory=list)  # per contender, across architectures
+    contended: dict[str, str] = field(default_factory=dict)  # compared runs of a busy host
+    tracking_uri: str = ""  # shown without its password, for the re-run commands
 
     @property
     def headline(self) -> list[str]:
-        """One line per architecture and contender, in words with numbers: what was found."""
-        return [verdict.headline for verdict in self.verdicts]
+        """In words with numbers: one line per contender across architectures, then one per
+        architecture and contender."""
+        return headline(self.verdicts, self.overall)
+
+
+def headline(found: list[Verdict], lines: list[Clause]) -> list[str]:
+    return [overall_words(line) for line in lines] + [v.headline for v in found]
+
+
+def contended_runs(found: list[Verdict]) -> dict[str, str]:
+    """Run id -> name of every compared run whose host was busy with other work."""
+    runs: dict[str, str] = {}
+    for v in found:
+        for samples in v.samples.values():
+            for seed, name in samples.contended.items():
+                runs[samples.run_ids[seed]] = name
+    return runs
 
 
 def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Path) -> Report:
@@ -61,10 +81,12 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     view = view_of(study)
     table = collect.report_table(tracker, runs, trials, study, memory)
     backends = collect.ordered_backends(study)
-    sections = render.format_sections(table, backends, memory, study.objective.metric, view)
+    cross = collect.cross_table(runs, study)
+    sections = render.format_sections(table, cross, memory, study.objective.metric, view)
     found = study_verdicts(tracker, runs, study, memory)
-    verdicts = verdict_table(found, view.cross[1])
-    headline = [verdict.headline for verdict in found]
+    lines = overall(found, study.verdict.cost_margin)
+    verdicts = verdict_table(found, lines)
+    words = headline(found, lines)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / "report.csv", "markdown": out_dir / "report.md"}
@@ -74,11 +96,11 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     for name, figure in _charts(study, found, trials, backends).items():
         paths[name] = out_dir / f"{name}.png"
         figure.savefig(paths[name], dpi=110)
-    markdown = render.markdown_page(study.name, headline, verdicts, sections)
+    markdown = render.markdown_page(study.name, words, verdicts, sections)
     paths["markdown"].write_text(markdown, encoding="utf-8")
     paths["html"] = out_dir / "report.html"
     pictures = [paths[chart] for chart in render.CHARTS]
-    html = page.html_page(study.name, headline, verdicts, sections, pictures)
+    html = page.html_page(study.name, found, lines, verdicts, sections, pictures)
     paths["html"].write_text(html, encoding="utf-8")  # as the page declares: ±, Δ, –
 
     # One report run per study definition, rewritten by each `bench report`.
@@ -87,12 +109,24 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     try:
         tracker.log_artifacts(run_id, [str(path) for path in paths.values()])
         tracker.log_table(run_id, verdicts, "verdicts.json")  # empty: no contender (yet)
-        tracker.log_text(run_id, "\n".join(headline) + "\n", "headline.txt")
+        tracker.log_text(run_id, "\n".join(words) + "\n", "headline.txt")
     except Exception as error:
         tracker.finish(run_id, "FAILED", f"{type(error).__name__}: {error}")
         raise
     tracker.finish(run_id, "FINISHED")
-    return Report(table, paths, run_id, tracker.experiment_id, memory, sections, found, verdicts)
+    return Report(
+        table,
+        paths,
+        run_id,
+        tracker.experiment_id,
+        memory,
+        sections,
+        found,
+        verdicts,
+        lines,
+        contended_runs(found),
+        without_password(tracking_uri),
+    )
 
 
 def _charts(
@@ -104,8 +138,8 @@ def _charts(
     epochs: dict[str, dict[str, list[float]]] = {}
     for v in found:  # one verdict per contender; the baseline's samples are the same in each
         for backend, samples in v.samples.items():
-            quality.setdefault(v.architecture, {})[backend] = samples.quality
-            epochs.setdefault(v.architecture, {})[backend] = samples.epoch_seconds
+            quality.setdefault(v.architecture, {})[backend] = list(samples.quality.values())
+            epochs.setdefault(v.architecture, {})[backend] = list(samples.epoch_seconds.values())
     objective = study.objective
     return {
         "accuracy": charts.points_and_intervals(quality, backends, view_of(study).cross[1], "seed"),

@@ -59,15 +59,45 @@ def memory_metric(runs: pd.DataFrame) -> str:
 def report_table(
     tracker: Tracker, runs: pd.DataFrame, trials: Trials, study: Study, memory: str
 ) -> pd.DataFrame:
-    """Numeric, index "architecture": exactly what report.csv holds."""
+    """Numeric, long form: one row per (architecture, backend), so that its width does not grow
+    with the backends; exactly what report.csv holds."""
     backends = ordered_backends(study)
+    view = view_of(study)
     rows = {
-        arch: _row(tracker, runs, trials, arch, backends, memory, study, view_of(study))
+        (arch, backend): _row(tracker, runs, trials, arch, backend, memory, study, view)
         for arch in study.architectures
+        for backend in backends
     }
+    for arch in study.architectures:  # each backend's cost against the baseline's
+        base = rows[(arch, backends[0])]
+        for backend in backends:
+            row = rows[(arch, backend)]
+            for name in ("seconds_per_epoch", memory):
+                row[f"{name}_vs_baseline"] = _ratio(row[name], base[name])
     columns = list(dict.fromkeys(k for row in rows.values() for k in row))
     table = pd.DataFrame.from_dict(rows, orient="index", columns=columns, dtype=float)
-    table.index.name = "architecture"
+    table.index = pd.MultiIndex.from_tuples(list(rows), names=["architecture", "backend"])
+    return table
+
+
+def cross_table(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """Cross runs, long form: one row per (architecture, source, target) that has any, with the
+    compared quality metric's mean, std and n over seeds."""
+    cross = view_of(study).cross[0]
+    rows = {}
+    for arch in study.architectures:
+        for source, target in pairs(ordered_backends(study)):
+            ran = of_newest_config(finished(runs, arch, target, "cross", config_from=source))
+            values = numbers(ran, f"metrics.{cross}")
+            if len(values):
+                rows[(arch, f"{source}→{target}")] = {
+                    f"{cross}_mean": values.mean(),
+                    f"{cross}_std": values.std(ddof=1),
+                    "runs": float(len(values)),
+                }
+    table = pd.DataFrame.from_dict(rows, orient="index", dtype=float)
+    if rows:
+        table.index = pd.MultiIndex.from_tuples(list(rows), names=["architecture", "config"])
     return table
 
 
@@ -85,54 +115,34 @@ def _row(
     runs: pd.DataFrame,
     trials: Trials,
     arch: str,
-    backends: list[str],
+    backend: str,
     memory: str,
     study: Study,
     view: TaskView,
 ) -> dict[str, float]:
-    """One architecture's numbers; keys are "<metric> <backend>", grouped by metric."""
-    cells: dict[str, dict[str, float]] = {}
-
-    def put(name: str, backend: str, value: float) -> None:
-        cells.setdefault(name, {})[backend] = value
-
+    """One (architecture, backend)'s numbers: its search, its re-trains' means."""
+    row: dict[str, float] = {}
     metric, direction = study.objective.metric, study.objective.direction
-    for backend in backends:
-        found = trials.get((arch, backend))
-        counts = {
-            name: math.nan if found is None else sum(t.state == state for t in found)
-            for name, state in TRIAL_STATES.items()
-        }
-        values = [t.value for t in found or () if t.state == "COMPLETE"]
-        best = (max if direction == "maximize" else min)(values) if values else math.nan
-        put(f"search_best_{metric}", backend, best)
-        for name, count in counts.items():
-            put(f"trials_{name}", backend, count)
-        chosen = of_newest_config(finished(runs, arch, backend, "retrain"))
-        put("retrain_runs", backend, float(len(chosen)))
-        for test, _ in view.tests:
-            put(f"{test}_mean", backend, numbers(chosen, f"metrics.{test}").mean())
-            put(f"{test}_std", backend, numbers(chosen, f"metrics.{test}").std(ddof=1))
-        seconds = _per_epoch(tracker, chosen, "epoch_seconds", _seconds_fallback)
-        put("seconds_per_epoch", backend, seconds)
-        throughput = view.throughput[0]
-        put(throughput, backend, _per_epoch(tracker, chosen, throughput, lambda run: math.nan))
-        put(memory, backend, numbers(chosen, f"metrics.{memory}").mean())
-        put("parameter_count", backend, numbers(chosen, "metrics.parameter_count").mean())
-
-    row = {f"{name} {b}": value for name, per in cells.items() for b, value in per.items()}
-    baseline, *contenders = backends
-    for name in ("seconds_per_epoch", memory):
-        for contender in contenders:
-            row[f"{name} {contender}/{baseline}"] = _ratio(
-                row[f"{name} {contender}"], row[f"{name} {baseline}"]
-            )
-    cross = view.cross[0]
-    for source, target in pairs(backends):
-        ran = of_newest_config(finished(runs, arch, target, "cross", config_from=source))
-        values = numbers(ran, f"metrics.{cross}")
-        row[f"cross_{cross}_mean {source}_on_{target}"] = values.mean()
-        row[f"cross_{cross}_std {source}_on_{target}"] = values.std(ddof=1)
+    found = trials.get((arch, backend))
+    values = [t.value for t in found or () if t.state == "COMPLETE"]
+    row[f"search_best_{metric}"] = (
+        (max if direction == "maximize" else min)(values) if values else math.nan
+    )
+    for name, state in TRIAL_STATES.items():
+        row[f"trials_{name}"] = math.nan if found is None else sum(t.state == state for t in found)
+    chosen = of_newest_config(finished(runs, arch, backend, "retrain"))
+    row["retrain_runs"] = float(len(chosen))
+    for test, _ in view.tests:
+        row[f"{test}_mean"] = numbers(chosen, f"metrics.{test}").mean()
+        row[f"{test}_std"] = numbers(chosen, f"metrics.{test}").std(ddof=1)
+    row["seconds_per_epoch"] = _per_epoch(tracker, chosen, "epoch_seconds", _seconds_fallback)
+    throughput = view.throughput[0]
+    row[throughput] = _per_epoch(tracker, chosen, throughput, lambda run: math.nan)
+    row[memory] = numbers(chosen, f"metrics.{memory}").mean()
+    row["parameter_count"] = numbers(chosen, "metrics.parameter_count").mean()
+    row["contended_runs"] = float(
+        column(chosen, "tags.contended").map(lambda v: isinstance(v, str)).sum()
+    )
     return row
 
 

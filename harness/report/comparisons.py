@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from harness.report import verdicts
+from harness.report.clauses import OVERALL, Clause
 from harness.report.selection import baseline_config, compared_runs
-from harness.report.verdicts import Interval
 from harness.report.views import view_of
+from harness.run.host import CONTENDED_TAG
 
 if TYPE_CHECKING:
     from harness.study.schema import Study
+    from harness.study.tables import Verdict as Margins
     from harness.tracking import Tracker
 
 QUALITY = {  # test metric -> (words, higher is better)
@@ -36,14 +38,18 @@ QUALITY = {  # test metric -> (words, higher is better)
 
 @dataclass
 class Samples:
-    """What one backend's runs of the compared configuration measured."""
+    """What one backend's runs of the compared configuration measured, one value per run, keyed
+    by seed: seed s of every backend is the same initial weights and the same batches, so a
+    comparison pairs equal seeds."""
 
-    quality: list[float] = field(default_factory=list)  # one per run (seed)
-    epoch_seconds: list[float] = field(default_factory=list)  # per run: its steady epochs' mean
-    throughput: list[float] = field(default_factory=list)  # per run: its steady epochs' mean
-    memory: list[float] = field(default_factory=list)  # one peak per run
-    time_to_target: list[float] = field(default_factory=list)  # one per run; NaN: not reached
+    quality: dict[int, float] = field(default_factory=dict)
+    epoch_seconds: dict[int, float] = field(default_factory=dict)  # its steady epochs' mean
+    throughput: dict[int, float] = field(default_factory=dict)  # its steady epochs' mean
+    memory: dict[int, float] = field(default_factory=dict)  # its peak
+    time_to_target: list[float] = field(default_factory=list)  # NaN: not reached
     steady_epochs: int = 0  # behind `epoch_seconds`, for the n shown
+    run_ids: dict[int, str] = field(default_factory=dict)
+    contended: dict[int, str] = field(default_factory=dict)  # seed -> run name, busy host
 
     @property
     def runs(self) -> int:
@@ -57,17 +63,37 @@ class Samples:
 
 @dataclass(frozen=True)
 class Verdict:
+    """One contender against the baseline on one architecture: its clauses, as data."""
+
     architecture: str
     contender: str
     baseline: str
     config_hash: str | None
-    quality: Interval
-    p_better: float
-    time: Interval
-    throughput: Interval
-    memory: Interval
+    clauses: list[Clause]  # quality, time per epoch, throughput, memory
     samples: dict[str, Samples]  # by backend
-    headline: str
+    target: str | None = None  # time to target, in words (medians: no interval)
+
+    def clause(self, metric: str) -> Clause:
+        return next(c for c in self.clauses if c.metric == metric)
+
+    @property
+    def label(self) -> str:
+        return f"{self.architecture} ({self.contender} vs {self.baseline})"
+
+    @property
+    def headline(self) -> str:
+        if self.config_hash is None or not self.samples[self.contender].runs:
+            missing = self.baseline if self.config_hash is None else self.contender
+            return (
+                f"{self.label}: no verdict: {missing} has no finished runs of "
+                f"{self.baseline}'s best configuration (re-train it, or set "
+                "[retrain] cross_backend = true)"
+            )
+        shown = [c.words() for c in self.clauses if c.metric in HEADLINE_METRICS]
+        return f"{self.label}: " + "; ".join(shown + ([self.target] if self.target else []))
+
+
+HEADLINE_METRICS = ("accuracy", "perplexity", "time per epoch", "memory")  # throughput: ~1/time
 
 
 @dataclass(frozen=True)
@@ -83,16 +109,20 @@ class Sources:
 
 
 def gather(tracker: Tracker, runs: pd.DataFrame, sources: Sources) -> Samples:
-    """One value per run: its test figure, its peak memory, and the mean of its steady-state
-    epochs (the first left out: it carries tracing and compilation)."""
+    """One value per run, by seed: its test figure, its peak memory, and the mean of its
+    steady-state epochs (the first left out: it carries tracing and compilation)."""
     samples = Samples()
     for _, run in runs.iterrows():
-        samples.quality.append(_number(run, f"metrics.{sources.quality_metric}"))
-        samples.memory.append(_number(run, f"metrics.{sources.memory_metric}"))
+        seed = int(run["tags.seed"])
+        samples.run_ids[seed] = run["run_id"]
+        if isinstance(run.get(f"tags.{CONTENDED_TAG}"), str):
+            samples.contended[seed] = str(run.get("tags.mlflow.runName") or run["run_id"])
+        samples.quality[seed] = _number(run, f"metrics.{sources.quality_metric}")
+        samples.memory[seed] = _number(run, f"metrics.{sources.memory_metric}")
         seconds = tracker.metric_history(run["run_id"], "epoch_seconds")
         throughput = tracker.metric_history(run["run_id"], sources.throughput_metric)
-        samples.epoch_seconds.append(_mean(seconds[1:]))
-        samples.throughput.append(_mean(throughput[1:]))
+        samples.epoch_seconds[seed] = _mean(seconds[1:])
+        samples.throughput[seed] = _mean(throughput[1:])
         samples.steady_epochs += len(seconds[1:])
         if sources.target is not None:
             values = tracker.metric_history(run["run_id"], sources.objective)
@@ -126,7 +156,7 @@ def study_verdicts(
     )
     contenders = [b for b in study.backends if b != study.baseline]
     return [
-        compare(tracker, runs, arch, contender, study.baseline, sources)
+        compare(tracker, runs, arch, contender, study.baseline, sources, study.verdict)
         for arch in study.architectures
         for contender in contenders
     ]
@@ -139,6 +169,7 @@ def compare(
     contender: str,
     baseline: str,
     sources: Sources,
+    margins: Margins,
 ) -> Verdict:
     config = baseline_config(runs, arch, baseline)
     samples = {
@@ -147,44 +178,87 @@ def compare(
     }
     a, b = samples[contender], samples[baseline]
     label, higher = QUALITY.get(sources.quality_metric, (sources.quality_metric, True))
-    quality = verdicts.difference(a.quality, b.quality)
-    p_better = verdicts.probability_of_improvement(a.quality, b.quality, higher)
-    time = verdicts.ratio(a.epoch_seconds, b.epoch_seconds)
-    throughput = verdicts.ratio(a.throughput, b.throughput)
-    memory = verdicts.ratio(a.memory, b.memory)
-    if config is None or not a.runs:
-        missing = baseline if config is None else contender
-        headline = (
-            f"{arch}: no verdict: {missing} has no finished runs of {baseline}'s best "
-            "configuration (re-train it, or set [retrain] cross_backend = true)"
+    relative = not higher  # perplexity: a ratio with a relative margin; accuracy: a difference
+    run_ids = tuple(a.run_ids.values()) + tuple(b.run_ids.values())
+    contended = tuple(a.contended.values()) + tuple(b.contended.values())
+
+    def clause(metric, scale, ours, theirs, margin, higher_is_better, cost=False) -> Clause:
+        return Clause.of(
+            verdicts.compare(ours, theirs, scale),
+            architecture=arch,
+            contender=contender,
+            baseline=baseline,
+            metric=metric,
+            margin=margin,
+            higher_is_better=higher_is_better,
+            runs=run_ids,
+            contended=contended if cost else (),  # a busy host moves costs, not results
         )
-    else:
-        clauses = [
-            verdicts.quality_words(label, quality, p_better, contender, baseline, higher),
-            verdicts.ratio_words(
-                "time per epoch",
-                time,
-                contender,
-                f"runs, {a.steady_epochs}/{b.steady_epochs} steady epochs",
-            ),
-            verdicts.ratio_words("memory", memory, contender, "runs"),
-        ]
-        if sources.target is not None:
-            clauses.append(target_words(sources, a, b, contender, baseline))
-        headline = f"{arch}: " + "; ".join(clauses)
-    return Verdict(
-        arch,
-        contender,
-        baseline,
-        config,
-        quality,
-        p_better,
-        time,
-        throughput,
-        memory,
-        samples,
-        headline,
+
+    quality_scale = "ratio" if relative else "difference"
+    quality_margin = margins.quality_margin_relative if relative else margins.quality_margin
+    clauses = [
+        clause(label, quality_scale, a.quality, b.quality, quality_margin, higher),
+        clause(
+            "time per epoch",
+            "ratio",
+            a.epoch_seconds,
+            b.epoch_seconds,
+            margins.cost_margin,
+            False,
+            cost=True,
+        ),
+        clause(
+            "throughput", "ratio", a.throughput, b.throughput, margins.cost_margin, True, cost=True
+        ),
+        clause("memory", "ratio", a.memory, b.memory, margins.cost_margin, False, cost=True),
+    ]
+    target = (
+        target_words(sources, a, b, contender, baseline) if sources.target is not None else None
     )
+    return Verdict(arch, contender, baseline, config, clauses, samples, target)
+
+
+def overall(found: Iterable[Verdict], margin: float) -> list[Clause]:
+    """One clause per contender across architectures: the geometric mean of its time-per-epoch
+    ratios, with an interval from a bootstrap stratified by architecture, and how many
+    architectures came out which way."""
+    by_contender: dict[str, list[Verdict]] = {}
+    for v in found:
+        if v.config_hash is not None and v.samples[v.contender].runs:
+            by_contender.setdefault(v.contender, []).append(v)
+    lines = []
+    for contender, compared in by_contender.items():
+        strata = []
+        for v in compared:
+            a, b = v.samples[contender], v.samples[v.baseline]
+            strata.append(
+                [
+                    math.log(a.epoch_seconds[s] / b.epoch_seconds[s])
+                    for s in a.epoch_seconds
+                    if s in b.epoch_seconds and a.epoch_seconds[s] > 0 and b.epoch_seconds[s] > 0
+                ]
+            )
+        estimate, low, high, low90, high90, method = verdicts.stratified_ratio(strata)
+        used = sum(1 for s in strata if s)
+        pooled = verdicts.Comparison(
+            "ratio", estimate, low, high, low90, high90, used, (0, 0), str(method), False
+        )
+        clauses = [v.clause("time per epoch") for v in compared]
+        counts = {kind: sum(c.kind == kind for c in clauses) for kind in verdicts.KINDS}
+        line = Clause.of(
+            pooled,
+            architecture=OVERALL,
+            contender=contender,
+            baseline=compared[0].baseline,
+            metric="time per epoch",
+            margin=margin,
+            higher_is_better=False,
+            runs=tuple(r for c in clauses for r in c.runs),
+            contended=tuple(dict.fromkeys(n for c in clauses for n in c.contended)),
+        )
+        lines.append(replace(line, counts={k: n for k, n in counts.items() if n}))
+    return lines
 
 
 def target_words(sources: Sources, a: Samples, b: Samples, contender: str, baseline: str) -> str:
@@ -200,40 +274,10 @@ def target_words(sources: Sources, a: Samples, b: Samples, contender: str, basel
     )
 
 
-def verdict_table(found: Iterable[Verdict], quality_label: str) -> pd.DataFrame:
-    """One row per (architecture, contender): every estimate and interval bound, with its n."""
-    rows = []
-    for v in found:
-        a, b = v.samples[v.contender], v.samples[v.baseline]
-        rows.append(
-            {
-                "architecture": v.architecture,
-                "contender": v.contender,
-                "baseline": v.baseline,
-                f"Δ {quality_label}": v.quality.estimate,
-                "Δ CI low": v.quality.low,
-                "Δ CI high": v.quality.high,
-                f"P({v.contender} better)": v.p_better,
-                "seeds (contender/baseline)": f"{a.runs}/{b.runs}",
-                "time/epoch ratio": v.time.estimate,
-                "time CI low": v.time.low,
-                "time CI high": v.time.high,
-                "steady epochs": f"{a.steady_epochs}/{b.steady_epochs}",
-                "throughput ratio": v.throughput.estimate,
-                "throughput CI low": v.throughput.low,
-                "throughput CI high": v.throughput.high,
-                "memory ratio": v.memory.estimate,
-                "memory CI low": v.memory.low,
-                "memory CI high": v.memory.high,
-                "runs (contender/baseline)": f"{len(a.memory)}/{len(b.memory)}",
-                "time to target contender (s)": _median(a.reached),
-                "time to target baseline (s)": _median(b.reached),
-                "reached (contender/baseline)": (
-                    f"{len(a.reached)}/{len(a.time_to_target)}, "
-                    f"{len(b.reached)}/{len(b.time_to_target)}"
-                ),
-            }
-        )
+def verdict_table(found: Iterable[Verdict], lines: Iterable[Clause] = ()) -> pd.DataFrame:
+    """Every clause as a row (long form: the columns do not grow with the backends), the
+    lines across architectures last."""
+    rows = [c.as_row() for v in found for c in v.clauses] + [c.as_row() for c in lines]
     return pd.DataFrame(rows)
 
 

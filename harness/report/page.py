@@ -11,18 +11,31 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from harness.report.render import VERDICT_NOTE
-from harness.report.tables import significant
-from harness.report.verdicts import NO_DIFFERENCE
+from harness.report.clauses import Clause, overall_words
+from harness.report.render import VERDICT_NOTE, readable
 
-LEGEND = {  # a verdict clause's badge (CSS below) and what it means, shown under the verdict
-    "found": "the 95% interval excludes no change",
-    "same": "the interval contains no change",
-    "unknown": "too few runs for an interval",
-    "info": "no interval",
+if TYPE_CHECKING:
+    from harness.report.comparisons import Verdict
+
+LEGEND = {  # a verdict clause's badge (CSS below, by the record's kind) and what it means
+    "identical": "every pair of runs gave the same figure",
+    "equivalent": "the 90% interval lies inside the study's margin",
+    "better": "the 95% interval excludes no change",
+    "inconclusive": "neither: more seeds, or a quieter machine",
+    "unknown": "no runs to compare",
+    "info": "a median or a count: no interval",
+}
+BADGE = {  # a record's kind -> its CSS class
+    "identical": "identical",
+    "equivalent": "equivalent",
+    "better": "better",
+    "worse": "worse",
+    "inconclusive": "inconclusive",
+    "no data": "unknown",
 }
 WIDE_CHART_PX = 800  # wider charts get a row of their own; two narrower ones share a row
 # Badges are CSS (::before), not text, so each verdict block's text stays its line verbatim.
@@ -52,10 +65,16 @@ color:var(--muted)}
 align-items:baseline;padding:1px 0}
 .clauses li::before,.legend li::before{border-radius:999px;padding:0 8px;font-size:.75rem;
 font-weight:600;text-align:center;border:1px solid transparent}
-.found::before{content:"difference";background:#ddf4ff;color:#0550ae;border-color:#54aeff}
-.same::before{content:"no difference";background:#fff;color:var(--muted);border-color:var(--line)}
+.better::before{content:"better";background:#dafbe1;color:#116329;border-color:#4ac26b}
+.worse::before{content:"worse";background:#ffebe9;color:#a40e26;border-color:#ff8182}
+.identical::before{content:"identical";background:#fff;color:var(--muted);border-color:var(--line)}
+.equivalent::before{content:"equivalent";background:#ddf4ff;color:#0550ae;border-color:#54aeff}
+.inconclusive::before{content:"inconclusive";background:#fff8c5;color:#7d4e00;
+border-color:#d4a72c}
 .unknown::before{content:"no verdict";background:#fff8c5;color:#7d4e00;border-color:#d4a72c}
 .info::before{content:"median";color:var(--muted)}
+.legend .better::before{content:"better/worse"}
+.busy{color:#a40e26}
 .figures{color:var(--muted)}
 .clauses b{font-weight:600}
 .legend{display:flex;flex-wrap:wrap;gap:4px 24px;margin-top:8px;padding-top:10px;
@@ -81,28 +100,27 @@ figcaption{margin-top:4px;color:var(--muted);font-size:.8rem}
 
 def html_page(
     name: str,
-    headline: list[str],
+    found: list[Verdict],
+    lines: list[Clause],
     verdicts: pd.DataFrame,
     sections: dict[str, pd.DataFrame],
     charts: list[Path],
 ) -> str:
     """One self-contained page (inline CSS, charts as data: URIs, no script), so MLflow's
     artifact viewer shows it whole. It reads at a laptop's width without scrolling sideways:
-    tables are transposed (a column per architecture, as in the terminal) and a table still too
-    wide scrolls inside its own box."""
+    every table is long form, a row per architecture and backend (or per clause)."""
     body = [f'<header><p class="kicker">rnnbench report</p><h1>{_e(name)}</h1></header>']
-    if headline:
-        body.append(_findings(headline, verdicts))
+    if found:
+        body.append(_findings(found, lines))
     if len(verdicts):
         body.append(
             '<section><h2>Verdicts in numbers</h2><p class="note">'
-            f"{_e(VERDICT_NOTE)}</p>{_html_table(_verdict_rows(verdicts))}</section>"
+            f"{_e(VERDICT_NOTE)}</p>{_html_table(readable(verdicts))}</section>"
         )
     for title, frame in sections.items():
         heading, _, note = title.partition(": ")  # "quality: how it was measured"
         note_html = f'<p class="note">{_e(note)}</p>' if note else ""
-        table = _html_table(_by_metric(frame))
-        body.append(f"<section><h2>{_e(heading)}</h2>{note_html}{table}</section>")
+        body.append(f"<section><h2>{_e(heading)}</h2>{note_html}{_html_table(frame)}</section>")
     figures = "".join(_figure(chart) for chart in charts)
     if figures:
         body.append(f'<section><h2>Charts</h2><div class="charts">{figures}</div></section>')
@@ -118,102 +136,69 @@ def _e(text: object) -> str:
     return html.escape(str(text))
 
 
-def _findings(headline: list[str], verdicts: pd.DataFrame) -> str:
-    """The verdict lines, one block per architecture and contender, each clause badged by what
-    its interval says. Each block's text is its line verbatim: the separators are hidden, not
-    dropped, and the badges are CSS, not text."""
-    compared = list(zip(verdicts.get("contender", []), verdicts.get("baseline", []), strict=True))
-    versus = [f"{c} vs {b}" for c, b in compared] if len(compared) == len(headline) else []
-    lead = ""
-    if versus:
-        contenders = ", ".join(dict.fromkeys(c for c, _ in compared))
-        lead = f"{contenders} against the baseline {compared[0][1]}; 95% confidence intervals."
-    items = "".join(_finding(line, versus[i] if versus else "") for i, line in enumerate(headline))
+def _findings(found: list[Verdict], lines: list[Clause]) -> str:
+    """The verdict: a block per contender across architectures, then one per architecture and
+    contender, each clause badged by its record's kind. Each block's text is its headline line
+    verbatim: the separators are hidden, not dropped, and the badges are CSS, not text."""
+    contenders = ", ".join(dict.fromkeys(v.contender for v in found))
+    lead = (
+        f"{contenders} against the baseline {found[0].baseline}, paired by seed; "
+        "the study's margins decide what counts as equivalent."
+    )
+    items = []
+    for line in lines:
+        counts = overall_words(line).rpartition("; ")[2]
+        items.append(
+            _finding(
+                f"{line.contender} vs {line.baseline}",
+                "across architectures",
+                ", ",
+                [(BADGE[line.kind], line.words()), ("info", counts)],
+            )
+        )
+    for v in found:
+        if v.config_hash is None or not v.samples[v.contender].runs:
+            clauses = [("unknown", v.headline.partition(": ")[2])]
+        else:
+            from harness.report.comparisons import HEADLINE_METRICS
+
+            clauses = [
+                (BADGE[c.kind], c.words()) for c in v.clauses if c.metric in HEADLINE_METRICS
+            ]
+            if v.target:
+                clauses.append(("info", v.target))
+        items.append(_finding(v.label, "", ": ", clauses))
     legend = "".join(
         f'<li class="{kind}"><span class="text">{_e(words)}</span></li>'
         for kind, words in LEGEND.items()
     )
     return (
         f'<section class="headline"><h2>Verdict</h2><p class="lead">{_e(lead)}</p>'
-        f'<ul class="findings">{items}</ul><ul class="legend">{legend}</ul></section>'
+        f'<ul class="findings">{"".join(items)}</ul><ul class="legend">{legend}</ul></section>'
     )
 
 
-def _finding(line: str, versus: str) -> str:
-    arch, _, rest = line.partition(": ")
-    clauses = rest.split("; ")
+def _finding(label: str, versus: str, separator: str, clauses: list[tuple[str, str]]) -> str:
     items = "".join(
-        f'<li class="{_kind(clause)}"><span class="text">{_clause(clause)}'
+        f'<li class="{kind}"><span class="text">{_clause(kind, text)}'
         + ('<span class="sep">; </span>' if i < len(clauses) - 1 else "")
         + "</span></li>"
-        for i, clause in enumerate(clauses)
+        for i, (kind, text) in enumerate(clauses)
     )
     return (
-        f'<li class="finding"><span class="arch" data-versus="{_e(versus)}">{_e(arch)}</span>'
-        f'<span class="sep">: </span><ul class="clauses">{items}</ul></li>'
+        f'<li class="finding"><span class="arch" data-versus="{_e(versus)}">{_e(label)}</span>'
+        f'<span class="sep">{_e(separator)}</span><ul class="clauses">{items}</ul></li>'
     )
 
 
-def _kind(clause: str) -> str:
-    """What a clause of a verdict line says, for its badge (see LEGEND)."""
-    if clause.startswith("no verdict") or "not enough" in clause:
-        return "unknown"
-    if NO_DIFFERENCE in clause:
-        return "same"
-    return "info" if clause.startswith("time to ") else "found"  # a median: no interval
-
-
-def _clause(clause: str) -> str:
-    """The words in bold, the figures in brackets after them quieter."""
+def _clause(kind: str, clause: str) -> str:
+    """The words in bold, the figures in brackets after them quieter, a busy host in red."""
     words, bracket, figures = clause.partition(" (")
-    if _kind(clause) == "info" or not bracket:
+    if kind == "info" or not bracket:
         return _e(clause)
-    return f'<b>{_e(words)}</b> <span class="figures">({_e(figures)}</span>'
-
-
-def _verdict_rows(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """The verdict table transposed as the sections are: a column per architecture, a row per
-    figure (and contender, when there are several), each estimate with its interval."""
-    frame = _with_intervals(verdicts.map(significant))
-    contenders = list(dict.fromkeys(frame["contender"]))
-    architectures = list(dict.fromkeys(frame["architecture"]))
-    cells = frame.set_index(["contender", "architecture"])
-    rows: dict[str | tuple[str, str], list[str]] = {}
-    for label in cells.columns:
-        for contender in contenders:
-            values = [cells[label].get((contender, arch), "") for arch in architectures]
-            if len(contenders) == 1:
-                rows[label] = values
-            elif any(values):  # "P(torch better)" is empty in keras-jax's rows
-                rows[(label, contender)] = values
-    return pd.DataFrame.from_dict(rows, orient="index", columns=architectures)
-
-
-def _with_intervals(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each estimate and its interval in one column, "0.513 [0.37, 0.711]": the two columns
-    after an estimate, named "... CI low" and "... CI high", are its bounds."""
-    merged: dict[str, list[str]] = {}
-    labels = list(frame.columns)
-    i = 0
-    while i < len(labels):
-        bounds = labels[i + 1 : i + 3]
-        if len(bounds) == 2 and bounds[0].endswith("CI low") and bounds[1].endswith("CI high"):
-            merged[f"{labels[i]} [95% CI]"] = [
-                f"{e} [{low}, {high}]" if low != "" and high != "" else e
-                for e, low, high in zip(frame[labels[i]], *(frame[b] for b in bounds), strict=True)
-            ]
-            i += 3
-        else:
-            merged[labels[i]] = frame[labels[i]].tolist()
-            i += 1
-    return pd.DataFrame(merged)
-
-
-def _by_metric(frame: pd.DataFrame) -> pd.DataFrame:
-    """A section transposed: a row per (label, backend), a column per architecture."""
-    rows = frame.T
-    rows.index = pd.MultiIndex.from_tuples([tuple(c.rsplit(" ", 1)) for c in rows.index])
-    return rows
+    figures, busy, rest = figures.partition(" [rests on ")
+    warning = f' <span class="busy">[rests on {_e(rest)}</span>' if busy else ""
+    return f'<b>{_e(words)}</b> <span class="figures">({_e(figures)}</span>{warning}'
 
 
 def _html_table(frame: pd.DataFrame) -> str:

@@ -37,6 +37,12 @@ class WorkerPool:
         """Environment overrides for the child processes of `slot`."""
         return {**slot_environment(slot, self.workers, self.gpus), **self.secrets}
 
+    def gpu_of(self, slot: int) -> str | None:
+        """The GPU id the child processes of `slot` run on; None on a machine without one."""
+        if not self.gpus:
+            return None
+        return self.environment(slot).get("CUDA_VISIBLE_DEVICES", self.gpus[0]).split(",")[0]
+
     def interrupted(self, returncode: int) -> bool:
         """True when a child ended because the user pressed Ctrl-C (or this run was stopped)."""
         if returncode in STOP_SIGNALS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import random
 from typing import TYPE_CHECKING
 
 from harness import search
@@ -31,6 +32,30 @@ def config_hash(config: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def seed_major(
+    jobs: list[tuple[str, str, str, dict[str, object], int]], seed: int | None
+) -> list[tuple[str, str, str, dict[str, object], int]]:
+    """The re-trainings in the order that lets the verdict tell a framework from the machine.
+
+    Seed-major within each architecture: for each seed, every backend's run once, in an order
+    shuffled with a generator seeded by (study seed, architecture, seed). The two sides of a
+    pair then run next to each other (or side by side with several worker slots), so a machine
+    that drifts or gets busy hits both sides of a pair rather than all of one backend's runs,
+    and the shuffle keeps one backend from always going first (warm caches, turbo budget).
+    Jobs are (architecture, source, target, params, seed) as `Retraining.run_one` takes them.
+    """
+    by_block: dict[tuple[str, int], list[tuple[str, str, str, dict[str, object], int]]] = {}
+    for job in jobs:
+        by_block.setdefault((job[0], job[4]), []).append(job)
+    ordered = []
+    for (architecture, run_seed), block in by_block.items():
+        block = sorted(block, key=lambda job: (job[1], job[2]))  # a fixed start for the shuffle
+        random.Random(f"{seed}/{architecture}/{run_seed}").shuffle(block)
+        ordered += block
+    architectures = list(dict.fromkeys(job[0] for job in jobs))
+    return sorted(ordered, key=lambda job: (architectures.index(job[0]), job[4]))
+
+
 class Retraining:
     """Runs the re-trainings of finished searches on the worker slots of `pool`."""
 
@@ -43,7 +68,7 @@ class Retraining:
             owner = self.context.tracker.tag(run_id, "owner")
             if owner and owner_is_dead(owner):
                 self.context.tracker.finish(run_id, "KILLED", ORPHANED)
-        todo: queue.Queue[tuple[str, str, str, dict[str, object], int]] = queue.Queue()
+        wanted: list[tuple[str, str, str, dict[str, object], int]] = []
         for opened in searches:
             params = search.best_params(opened.optuna_study)
             if params is None:
@@ -54,15 +79,18 @@ class Retraining:
                 targets += [b for b in self.context.study.backends if b != source]
             for target in targets:
                 for seed in range(self.context.study.retrain.seeds):
-                    todo.put((opened.architecture, source, target, params, seed))
+                    wanted.append((opened.architecture, source, target, params, seed))
+        todo: queue.Queue[tuple[tuple[str, str, str, dict[str, object], int], int]] = queue.Queue()
+        for position, job in enumerate(seed_major(wanted, self.context.study.sampler.seed)):
+            todo.put((job, position))
 
         def work(slot: int) -> None:
             while not self.context.pool.stopping.is_set():
                 try:
-                    job = todo.get_nowait()
+                    job, position = todo.get_nowait()
                 except queue.Empty:
                     return
-                self.run_one(*job, slot=slot)
+                self.run_one(*job, slot=slot, position=position)
 
         self.context.pool.in_parallel(work)
 
@@ -74,6 +102,7 @@ class Retraining:
         params: dict[str, object],
         seed: int,
         slot: int = 0,
+        position: int = 0,
     ) -> None:
         """One re-training of `source`'s best params on `target`, unless it finished before."""
         role = "retrain" if source == target else "cross"
@@ -98,7 +127,9 @@ class Retraining:
         label = f"{architecture}/{target} " + (
             f"retrain seed {seed}" if role == "retrain" else f"cross from {source} seed {seed}"
         )
-        run_id = self.context.tracker.start(label, {**tags, "owner": owner_tag()}, parent=parent)
+        # Where the run sits in the seed-major order, so that a report can show the design held.
+        placed = {"owner": owner_tag(), "run_order": str(position)}
+        run_id = self.context.tracker.start(label, {**tags, **placed}, parent=parent)
         job_label = f"{name} {source} best config, seed {seed}"
         self.context.on_event(RetrainStarted(job_label))
         job = TrialJob(

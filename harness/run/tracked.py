@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.run.artifacts import Artifacts, title
+from harness.run.energy import EnergyMeter
 from harness.run.events import Epoch, Event, EventHandler, FromJob, Start, Tags
+from harness.run.host import HostWatch
 from harness.run.isolation import Isolation
 from harness.run.pool import WorkerPool
 from harness.run.trial import COMPLETE, FAIL, PRUNED, Outcome, TrialJob
@@ -65,9 +67,18 @@ class TrackedJobs:
                     self.tracker.log_metrics(run_id, event.metrics, step=event.epoch)
             self.on_event(FromJob(label, event))
 
-        ran = self.isolation.run(job, on_event, slot)
+        host = HostWatch()
+        energy = EnergyMeter(self.pool.gpu_of(slot))
+        monitor = self.tracker.system_metrics(run_id)
+        try:
+            ran = self.isolation.run(job, on_event, slot)
+        finally:
+            monitor.finish()
         outcome = ran.outcome
-        self.tracker.set_tags(run_id, **ran.tags)
+        busy, busy_tags = host.stop()
+        joules, energy_tags = energy.stop(_samples(outcome.epochs))
+        self.tracker.log_metrics(run_id, {**busy, **joules})
+        self.tracker.set_tags(run_id, **ran.tags, **busy_tags, **energy_tags)
         if outcome.state == FAIL and self.pool.interrupted(ran.returncode):
             outcome = Outcome(FAIL, reason=INTERRUPTED)
             self.tracker.set_tags(run_id, trial_state=FAIL)
@@ -86,3 +97,9 @@ class TrackedJobs:
         failed = outcome.state == FAIL
         self.tracker.finish(run_id, STATUS[outcome.state], outcome.reason if failed else None)
         return outcome
+
+
+def _samples(epochs: list[dict[str, float]]) -> float | None:
+    """Training samples the run processed, from each epoch's throughput and time."""
+    total = sum(e.get("samples_per_second", 0.0) * e.get("epoch_seconds", 0.0) for e in epochs)
+    return total or None

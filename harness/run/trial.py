@@ -15,6 +15,7 @@ import functools
 import json
 import math
 import sys
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,6 +98,7 @@ def run(job: TrialJob, report: EventHandler = emit) -> Outcome:
     from harness.run.devices import pin_to_slot_cores
 
     pin_to_slot_cores()  # before the framework is imported, which sizes its pools by the cores
+    cpu_started, wall_started = time.process_time(), time.perf_counter()
     from backends import get_backend
     from harness.config import RunConfig
     from harness.system import cpu_model
@@ -149,11 +151,14 @@ def run(job: TrialJob, report: EventHandler = emit) -> Outcome:
     finally:
         if reporter is not None:
             reporter.close()
+    # The process's CPU time (every thread) over the job's wall time: a run that got less than
+    # its usual share of the cores shows it here, whatever else the host did.
+    cpu_per_wall = (time.process_time() - cpu_started) / (time.perf_counter() - wall_started)
     return Outcome(
         COMPLETE,
         result.epochs[-1].as_metrics()[job.objective],
         None,
-        result.summary_metrics(),
+        {**result.summary_metrics(), "process_cpu_per_wall": cpu_per_wall},
         write_texts(result, Path(job.folder)),
         [{"epoch": e.epoch, **e.as_metrics()} for e in result.epochs],
         None if result.confusion is None else result.confusion.tolist(),

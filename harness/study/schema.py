@@ -30,6 +30,7 @@ from harness.study.tables import (
     Sampler,
     Table,
     Task,
+    Verdict,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Retrain",
     "Sampler",
     "Study",
+    "Verdict",
     "list_studies",
     "load_study",
 ]
@@ -57,6 +59,7 @@ class _File(Table):
     pruner: Pruner = Pruner()
     data: DataOptions = DataOptions()
     retrain: Retrain = Retrain()
+    verdict: Verdict = Verdict()
     fixed: dict[str, Value] = Field(default_factory=dict)
     search: dict[str, Knob]
 
@@ -96,6 +99,7 @@ class Study(BaseModel):
     pruner: Pruner
     data: DataOptions
     retrain: Retrain
+    verdict: Verdict
     fixed: dict[str, Value]
     search: dict[str, Knob]
 
@@ -170,6 +174,7 @@ def load_study(name_or_path: str | Path) -> Study:
         pruner=file.pruner,
         data=file.data,
         retrain=file.retrain,
+        verdict=file.verdict,
         fixed=file.fixed,
         search=file.search,
     )

@@ -186,3 +186,20 @@ class Retrain(Table):
 
     seeds: int = Field(default=3, ge=1)  # seeds 0, 1, ..., seeds - 1
     cross_backend: bool = True  # also run each backend's best config on the other backend
+
+
+class Verdict(Table):
+    """Which differences matter: the margins of the report's equivalence tests (TOST).
+
+    A clause says "equivalent" only when its 90% interval lies inside ±margin, so a margin is
+    a claim about what the study cares about, and part of the study's identity: two reports
+    under different margins are different studies.
+    """
+
+    # Accuracy-like test metrics (higher is better, in [0, 1]): an absolute difference. 0.005 is
+    # half a point of accuracy, about the seed-to-seed spread of a small IMDB model.
+    quality_margin: float = Field(default=0.005, gt=0, le=1)
+    # Perplexity: relative, as a ratio of geometric means within 1 ± this (0.02: 2%).
+    quality_margin_relative: float = Field(default=0.02, gt=0, lt=1)
+    # Time per epoch, throughput and memory: a ratio within 1 ± this counts as the same cost.
+    cost_margin: float = Field(default=0.05, gt=0, lt=1)
