@@ -12,12 +12,13 @@ from mlflow.tracking import MlflowClient
 from report_stores import ARCHS, STUDY, fill_mlflow, fill_optuna, make_study
 
 from harness.report.build import Report, build_report
-from harness.report.verdicts import NO_DIFFERENCE
+from harness.report.comparisons import HEADLINE_METRICS
+from harness.report.page import BADGE
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-WIDTHS = (1280, 1440)  # CSS pixels: the narrowest and widest windows the page is laid out for
+WIDTHS = (1280, 1400, 1440)  # CSS pixels: laptop to desktop windows the page is laid out for
 
 
 @pytest.fixture(scope="module")
@@ -87,21 +88,28 @@ def test_the_verdict_comes_first_in_full(page: Page, report: Report) -> None:
     assert order["lines"] == report.headline  # every line verbatim, badges aside
 
 
-def test_no_difference_looks_unlike_a_difference(page: Page, report: Report) -> None:
+def test_each_clause_is_badged_by_its_records_kind(page: Page, report: Report) -> None:
+    """The badge comes from the clause's record (`Clause.kind`), never from its words, and
+    each kind looks unlike the others."""
     clauses = page.evaluate(
         """() => [...document.querySelectorAll('.finding .clauses > li')].map(li => {
             const badge = getComputedStyle(li, '::before');
             return {
                 kind: li.className,
-                text: li.textContent,
                 badge: [badge.content, badge.backgroundColor, badge.color].join(' '),
             };
         })"""
     )
+    expected = [kind for line in report.overall for kind in (BADGE[line.kind], "info")]
+    for verdict in report.verdicts:
+        if verdict.config_hash is None or not verdict.samples[verdict.contender].runs:
+            expected.append("unknown")
+            continue
+        expected += [BADGE[c.kind] for c in verdict.clauses if c.metric in HEADLINE_METRICS]
+        expected += ["info"] if verdict.target else []
+    assert [clause["kind"] for clause in clauses] == expected
     looks = {clause["kind"]: clause["badge"] for clause in clauses}
-    assert {"same", "found"} <= set(looks) and looks["same"] != looks["found"]
-    for clause in clauses:
-        assert (clause["kind"] == "same") == (NO_DIFFERENCE in clause["text"]), clause
+    assert len(set(looks.values())) == len(looks) >= 3
 
 
 def test_every_chart_loads_and_fits(page: Page) -> None:

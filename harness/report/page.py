@@ -44,7 +44,7 @@ PAGE_CSS = """
 *{box-sizing:border-box}
 body{margin:0;color:var(--ink);background:#fff;
 font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1180px;margin:0 auto;padding:28px 32px 64px}
+main{max-width:1240px;margin:0 auto;padding:28px 32px 64px}
 .kicker{margin:0;color:var(--muted);font-size:.8rem;letter-spacing:.06em;text-transform:uppercase}
 h1{margin:0 0 20px;font-size:1.75rem;line-height:1.2}
 h2{margin:36px 0 6px;font-size:1.2rem;padding-bottom:4px;border-bottom:1px solid var(--line)}
@@ -83,7 +83,8 @@ border-top:1px solid var(--line);font-size:.8rem;color:var(--muted)}
 .scroll{overflow-x:auto;margin:8px 0 4px}
 table{border-collapse:collapse;font-size:.875rem;font-variant-numeric:tabular-nums}
 th,td{padding:3px 14px 3px 10px;text-align:right;white-space:nowrap;vertical-align:top}
-thead th{border-bottom:2px solid var(--line);font-weight:600}
+thead th{border-bottom:2px solid var(--line);font-weight:600;white-space:normal;
+vertical-align:bottom;min-width:4.5em}
 tbody th{text-align:left;font-weight:600}
 tbody th.sub{font-weight:400;color:var(--muted)}
 tr.group>*{border-top:1px solid var(--line)}

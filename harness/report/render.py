@@ -173,8 +173,9 @@ def _flat_index(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def readable(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """The verdict records for people, long form (a row per clause, 10 columns whatever the
-    number of backends): estimate and intervals in the metric's own form, n, busy-host runs."""
+    """The verdict records for people, long form (a row per clause, 9 columns whatever the
+    number of backends): estimate and deciding interval in the metric's own form, n, busy-host
+    runs."""
     if not len(verdicts):
         return pd.DataFrame()
     rows = [_readable_row(record) for _, record in verdicts.iterrows()]
@@ -203,8 +204,13 @@ def _readable_row(record: pd.Series) -> dict[str, str]:
         "metric": record["metric"],
         "kind": record["kind"],
         "estimate": shown(record["estimate"]),
-        "95% CI": interval(record["low"], record["high"]),
-        "90% CI": interval(record["low90"], record["high90"]),
+        # The interval that decides the kind: 90% for equivalence (TOST), 95% otherwise; both
+        # are in verdicts.csv.
+        "interval": (
+            f"90% {interval(record['low90'], record['high90'])}"
+            if record["kind"] == "equivalent"
+            else (f"95% {interval(record['low'], record['high'])}" if shown(record["low"]) else "")
+        ),
         "margin": f"±{record['margin']:g}" if difference else f"±{record['margin']:.0%}",
         "n": f"{record['pairs']} pairs" + (f", {unpaired} unpaired" if unpaired != "0/0" else ""),
         "busy-host runs": str(len(busy)) if busy else "",
