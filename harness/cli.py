@@ -6,6 +6,8 @@ Every error the user can fix arrives as a `BenchError` and leaves as one line an
 from __future__ import annotations
 
 import functools
+import math
+import re
 import signal
 import statistics
 import sys
@@ -36,8 +38,12 @@ if TYPE_CHECKING:  # annotations only: `bench --help` stays fast
     from harness.run.places import RunPlaces
     from harness.study.schema import Study
 
+ABOUT = (
+    "rnnbench: train equivalent RNNs on four stacks (Keras on TensorFlow, JAX and PyTorch, and "
+    "native PyTorch) and compare them."
+)
 app = typer.Typer(
-    help="rnnbench: train equivalent RNNs in Keras and PyTorch and compare the frameworks.",
+    help=ABOUT,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -47,7 +53,8 @@ F = TypeVar("F", bound=Callable[..., object])
 
 @app.callback()
 def bench() -> None:
-    """rnnbench: train equivalent RNNs in Keras and PyTorch and compare the frameworks."""
+    """rnnbench: train equivalent RNNs on four stacks (Keras on TensorFlow, JAX and PyTorch, and
+    native PyTorch) and compare them."""
 
 
 def one_line_errors(command: F) -> F:
@@ -85,9 +92,16 @@ def train(config: RunConfig, data: DataOption = None, verbose: VerboseOption = F
         dataset = load_data(config, resolve_source(data))
         baselines = baseline_metrics(dataset)
         with training_progress(console, config) as progress:
-            result = run_training(
-                config, dataset, on_epoch=progress.epoch_done, on_batch=progress.batch_done
-            )
+
+            def on_epoch(epoch) -> None:  # noqa: ANN001 - harness.training.EpochResult
+                progress.epoch_done(epoch)
+                if not (math.isfinite(epoch.train_loss) and math.isfinite(epoch.val_loss)):
+                    raise BenchError(  # as `bench run` ends such a trial: diverged
+                        f"diverged: loss is {epoch.train_loss} at epoch {epoch.epoch}; "
+                        f"try a smaller --learning-rate (was {config.learning_rate:g})"
+                    )
+
+            result = run_training(config, dataset, on_epoch=on_epoch, on_batch=progress.batch_done)
     result.test.update({k: v for k, v in baselines.items() if k.startswith("unigram_test")})
     print_train_result(Console(), result)
     if not verbose:
@@ -109,9 +123,10 @@ def run_study(
         bool,
         typer.Option(
             "--dry-run",
+            metavar="",
             help="Print the plan (searches and budgets, re-trainings, cross runs, stores, data, "
-            "and an estimate from the study's earlier runs, if any) and stop: nothing is "
-            "trained or stored; only --out is checked (created).",
+            "and an estimate from the study's earlier runs, if any) and stop: the places and "
+            "store URLs are checked as the run would check them, and nothing is created.",
         ),
     ] = False,
 ) -> None:
@@ -150,7 +165,9 @@ def worker(
         str,
         typer.Option(
             "--storage",
-            help="The shared Optuna RDB URL, e.g. postgresql://user:pw@db-host/optuna.",
+            metavar="URL",
+            help="The shared Optuna RDB URL, e.g. postgresql://user@db-host/optuna (the "
+            "password in PGPASSWORD or ~/.pgpass).",
         ),
     ],
     tracking_uri: TrackingOption = None,
@@ -202,10 +219,16 @@ def _run_with_progress(
     from harness.data.corpus import load_corpus
     from harness.faults import told_in_one_line
     from harness.quiet import library_logs_to
-    from harness.run.places import default_places
+    from harness.run.places import created_places, planned_places
     from harness.run.runner import StudyRunner, planned_jobs
 
-    places = default_places(definition, out, source, storage, tracking_uri)
+    # Everything checked before anything is made: the places and store URLs, then the data
+    # (tokenised once, with a progress bar; trials reuse the cache). A refused start leaves
+    # the output folder as it found it.
+    places = planned_places(definition, out, source, storage, tracking_uri)
+    with told_in_one_line(places.named()):
+        load_corpus(source)
+    places = created_places(places)
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is a Ctrl-C, not a kill -9
     try:
         with told_in_one_line(places.named()):
@@ -214,7 +237,6 @@ def _run_with_progress(
                 definition, places, lambda event: None, workers=workers, isolation=isolation.value
             )
             library_logs_to(places.out / "bench.log", verbose)  # MLflow is imported by now
-            load_corpus(source)  # tokenise once, with a progress bar; trials reuse the cache
             total = planned_jobs(definition, retrain=retrain)
             with StudyProgress(console, total, verbose) as progress:
                 runner.on_event = progress
@@ -244,7 +266,7 @@ def _print_plan(
     """`bench run --dry-run`: what the run would do and where, from the study file, with an
     estimate of the time from the study's earlier runs where there are some."""
     from harness.data.source import planned_source
-    from harness.run.places import default_places
+    from harness.run.places import planned_places
     from harness.run.runner import planned_jobs
     from harness.stores import without_password
     from harness.study.schema import load_study
@@ -252,7 +274,7 @@ def _print_plan(
 
     definition = load_study(study)
     source = planned_source(data)  # checks a given path; downloads nothing
-    places = default_places(definition, out, Path(), storage, tracking_uri)
+    places = planned_places(definition, out, Path(), storage, tracking_uri)  # creates nothing
     seconds = finished_run_seconds(places.tracking_uri, definition.name)
     lines = [
         *definition.plan(),
@@ -302,14 +324,16 @@ def report(
 
     quiet_libraries(verbose)
     from harness.faults import told_in_one_line
-    from harness.report.build import build_report
+    from harness.report.build import build_report, require_a_run
     from harness.report.render import print_report
-    from harness.run.places import existing_places
+    from harness.run.places import created_places, existing_places
     from harness.study.schema import load_study
 
     definition = load_study(study)
     places = existing_places(definition, out, storage, tracking_uri)
     with told_in_one_line(places.named()):
+        require_a_run(definition, places.tracking_uri, places.storage_url)  # else nothing written
+        places = created_places(places)
         result = build_report(
             definition, places.tracking_uri, places.storage_url, places.out / "report"
         )
@@ -336,7 +360,8 @@ def studies() -> None:
 @one_line_errors
 def doctor(
     backend: Annotated[
-        list[str] | None, typer.Option(help="Backend to check (repeatable) [default: installed].")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Backend to check (repeatable) \\[default: installed]."),
     ] = None,
 ) -> None:
     """Check each backend before a study: versions, device, kernels, threads, logit parity."""
@@ -349,34 +374,42 @@ def doctor(
 @one_line_errors
 def perf(
     quick: Annotated[
-        bool, typer.Option(help="Fewer steps and points: 16 min on 2 CPU cores, 4 backends.")
+        bool,
+        typer.Option(metavar="", help="Fewer steps and points: 16 min on 2 CPU cores, 4 backends."),
     ] = False,
     out: Annotated[
-        Path, typer.Option(help="Where benchmarks.md, perf.json and the charts go.")
+        Path, typer.Option(metavar="DIR", help="Where benchmarks.md, perf.json and the charts go.")
     ] = Path("bench-runs/perf"),
     arch: Annotated[
         list[str] | None,
-        typer.Option(help="Architecture to measure (repeatable) [default: all four]."),
+        typer.Option(
+            metavar="NAME", help="Architecture to measure (repeatable) \\[default: all four]."
+        ),
     ] = None,
     backend: Annotated[
         list[str] | None,
-        typer.Option(help="Backend to measure (repeatable) [default: every installed one]."),
+        typer.Option(
+            metavar="NAME", help="Backend to measure (repeatable) \\[default: every installed one]."
+        ),
     ] = None,
     steps: Annotated[
-        int | None, typer.Option(min=1, help="Batches per timed pass.", show_default=False)
+        int | None,
+        typer.Option(min=1, metavar="N", help="Batches per timed pass.", show_default=False),
     ] = None,
     passes: Annotated[
-        int | None, typer.Option(min=1, help="Timed passes after the warm-up pass.")
+        int | None, typer.Option(min=1, metavar="N", help="Timed passes after the warm-up pass.")
     ] = None,
     sequence_lengths: Annotated[
         list[int] | None,
-        typer.Option("--sequence-length", min=1, help="Scaling point (repeatable)."),
+        typer.Option("--sequence-length", min=1, metavar="N", help="Scaling point (repeatable)."),
     ] = None,
     batch_sizes: Annotated[
-        list[int] | None, typer.Option("--batch-size", min=1, help="Scaling point (repeatable).")
+        list[int] | None,
+        typer.Option("--batch-size", min=1, metavar="N", help="Scaling point (repeatable)."),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads per framework [default: all cores].")
+        int | None,
+        typer.Option(min=1, metavar="N", help="CPU threads per framework \\[default: all cores]."),
     ] = None,
     data: DataOption = None,
 ) -> None:
@@ -400,6 +433,31 @@ def perf(
     )
 
 
+# Click's own value errors, reworded as every other refusal: "<flag>: expected ...; received ..."
+CLICK_WORDS = (
+    (
+        re.compile(r"^'?(.*?)'? is not a valid (integer|float)( range)?\.?$"),
+        r"expected \2; received \1",
+    ),
+    (re.compile(r"^(.*?) is not in the range (.*?)\.?$"), r"expected a value in \2; received \1"),
+    (re.compile(r"^'(.*?)' is not one of (.*?)\.?$"), r"expected one of \2; received '\1'"),
+)
+
+
+def _one_style(error: typer.TyperException) -> str:
+    """A usage error in the one wording of rnnbench's refusals, naming the flag first."""
+    param = getattr(error, "param", None)
+    if not isinstance(error, typer.BadParameter) or param is None:
+        return error.format_message()
+    flag = max(getattr(param, "opts", None) or [param.name or "value"], key=len)
+    if type(error).__name__ == "MissingParameter":  # typer's own click: no public name
+        return f"{flag}: expected a value; received none"
+    message = error.message
+    for pattern, words in CLICK_WORDS:
+        message = pattern.sub(words, message)
+    return f"{flag}: {message}"
+
+
 def main() -> None:
     """Run `bench`; a bad flag or value is one line and exit code 2, like every other mistake."""
     try:
@@ -408,7 +466,7 @@ def main() -> None:
         context = getattr(error, "ctx", None)  # usage errors know their command
         where = f" (see `{context.command_path} --help`)" if context else ""
         console.print(
-            f"[bold red]error:[/] {escape(error.format_message())}{escape(where)}",
+            f"[bold red]error:[/] {escape(_one_style(error))}{escape(where)}",
             highlight=False,
             soft_wrap=True,
         )

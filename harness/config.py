@@ -11,6 +11,7 @@ ever uses them, because `model_spec()` passes every field. The defaults here are
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -39,24 +40,28 @@ class Accepts:
     choices: tuple[str, ...] = ()
     optional: bool = False  # None is allowed too ("not set")
     flag: str | None = ""  # the `bench train` flag: "" derives it from the name, None: no flag
+    fractional: bool = False  # a float field: "a finite number", never inf or nan
 
     def expected(self) -> str:
         """What the field takes, as the "expected ..." phrase of an error."""
         if self.choices:
             return f"expected one of {', '.join(self.choices)}"
         bounds = [
-            f"{sign} {bound:g}"
+            f"{sign} {int(bound)}" if float(bound).is_integer() else f"{sign} {bound:g}"
             for sign, bound in ((">=", self.low), (">", self.above), ("<", self.below))
             if bound is not None
         ]
         either = "None or " if self.optional else ""
-        return f"expected {either}{' and '.join(bounds)}" if bounds else "expected a value"
+        number = "a finite number " if self.fractional else ""
+        return f"expected {either}{number}{' and '.join(bounds)}" if bounds else "expected a value"
 
     def refuses(self, value: Any) -> bool:
         if value is None:
             return not self.optional
         if self.choices:
             return value not in self.choices
+        if isinstance(value, float) and not math.isfinite(value):
+            return True  # inf and nan pass every comparison they should fail
         return (
             (self.low is not None and value < self.low)
             or (self.above is not None and value <= self.above)
@@ -66,7 +71,10 @@ class Accepts:
 
 def setting(default: Any = MISSING, text: str = "", **accepts: Any) -> Any:
     """A RunConfig field that carries what it accepts (`Accepts`) as its metadata."""
-    return field(default=default, metadata={"accepts": Accepts(text, **accepts)})
+    fractional = isinstance(default, float)
+    return field(
+        default=default, metadata={"accepts": Accepts(text, fractional=fractional, **accepts)}
+    )
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,8 @@ class RunConfig:
     embedding_dim: int = setting(32, "Embedding width.", low=1)
     num_words: int = setting(10_000, "Vocabulary cap.", low=4)  # including the 3 reserved ids
     optimizer: str = setting("rmsprop", "rmsprop or adam (Keras's defaults).", choices=OPTIMIZERS)
-    seed: int = setting(0, "Initial weights, batch order and dropout.")
+    # Below 2**32: NumPy's legacy generator (under Keras's seeding) takes no larger seed.
+    seed: int = setting(0, "Initial weights, batch order and dropout.", low=0, below=2**32)
     # Carved from the official train split; a study sets it in [data].
     validation_fraction: float = setting(
         0.2, "Share of train held out.", above=0, below=1, flag=None

@@ -28,6 +28,7 @@ DataOption = Annotated[
     typer.Option(
         "--data",
         envvar="BENCH_DATA",
+        metavar="PATH",
         help="aclImdb_v1.tar.gz or its extracted aclImdb/ folder; downloaded when not given.",
         show_default=False,
     ),
@@ -35,18 +36,29 @@ DataOption = Annotated[
 
 
 StudyOption = Annotated[
-    str, typer.Option("--study", help="A study name from studies/ (see `bench studies`) or a path.")
+    str,
+    typer.Option(
+        "--study",
+        metavar="NAME|FILE",
+        help="A study name from studies/ (see `bench studies`) or a path.",
+    ),
 ]
 OutOption = Annotated[
     Path | None,
     typer.Option(
-        "--out", help="Output folder [default: bench-runs/<study name>].", show_default=False
+        "--out",
+        metavar="DIR",
+        help="Output folder \\[default: bench-runs/<study name>].",
+        show_default=False,
     ),
 ]
 StorageOption = Annotated[
     str | None,
     typer.Option(
-        "--storage", help="Optuna RDB URL [default: sqlite:///<out>/optuna.db].", show_default=False
+        "--storage",
+        metavar="URL",
+        help="Optuna RDB URL \\[default: sqlite:///<out>/optuna.db].",
+        show_default=False,
     ),
 ]
 TrackingOption = Annotated[
@@ -54,7 +66,8 @@ TrackingOption = Annotated[
     typer.Option(
         "--tracking-uri",
         envvar="MLFLOW_TRACKING_URI",
-        help="MLflow tracking URI [default: sqlite:///<out>/mlflow.db].",
+        metavar="URI",
+        help="MLflow tracking URI \\[default: sqlite:///<out>/mlflow.db].",
         show_default=False,
     ),
 ]
@@ -64,6 +77,7 @@ WorkersOption = Annotated[
     int,
     typer.Option(
         "--workers",
+        metavar="N",
         min=1,
         max=256,
         help="Trial processes at once on this machine; with several GPUs each gets its own.",
@@ -76,6 +90,7 @@ VerboseOption = Annotated[
     typer.Option(
         "--verbose",
         "-v",
+        metavar="",  # a switch: no value to describe
         help="Show the frameworks' and MLflow's own output (start-up lines, logging) in the "
         "terminal too; without it, it goes to a log file.",
     ),
@@ -93,6 +108,7 @@ IsolationOption = Annotated[
     Isolation,
     typer.Option(
         "--isolation",
+        metavar="warm|process",
         help="warm: a long-lived worker process per slot and backend runs run after run "
         "(imports and data loaded once); process: a fresh process for every run (slower, "
         "the strictest). Either way a crash or an out-of-memory kill costs only its own run.",
@@ -118,7 +134,11 @@ def run_config_flags(command: F) -> F:
             continue
         name = accepts.flag or item.name
         flags[name] = item.name
-        option = typer.Option(help=_flag_help(item.name), callback=_flag_check(item.name))
+        option = typer.Option(
+            help=_flag_help(item.name),
+            callback=_flag_check(item.name),
+            metavar=_metavar(hints[item.name], RunConfig.accepts(item.name)),
+        )
         default = TRAIN_DEFAULTS.get(item.name, item.default)
         annotation = Annotated[hints[item.name], option]  # type: ignore[valid-type]
         parameters.append(
@@ -139,6 +159,16 @@ def run_config_flags(command: F) -> F:
     wrapper.__signature__ = inspect.Signature([*parameters, *own])  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in [*parameters, *own]}
     return wrapper  # type: ignore[return-value]
+
+
+def _metavar(hint: object, accepts: object) -> str:
+    """What a flag's value looks like, in words a person reads (not a Python type): N for a
+    count, X for a number, the choices for a choice; nothing for a switch."""
+    if hint is bool:
+        return ""  # a switch: no value to describe
+    if getattr(accepts, "choices", ()):
+        return "|".join(accepts.choices)  # type: ignore[attr-defined]
+    return "N" if hint is int or hint == (int | None) else "X" if hint is float else "NAME"
 
 
 def _flag_help(field: str) -> str:

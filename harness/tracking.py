@@ -25,11 +25,9 @@ import math
 import subprocess
 import tempfile
 import time
-import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pandas as pd
 from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -42,7 +40,14 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 
 import harness
 from harness.errors import BenchError
-from harness.stores import is_server, sqlalchemy_url, sqlite_file, sqlite_lock, without_password
+from harness.stores import (
+    check_reachable,
+    is_server,
+    sqlalchemy_url,
+    sqlite_file,
+    sqlite_lock,
+    without_password,
+)
 
 PAGE = 1000  # runs per search request (MLflow's default page size)
 
@@ -142,32 +147,6 @@ def finished_run_seconds(tracking_uri: str, experiment: str) -> list[float]:
     ]
 
 
-def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
-    """Fail in seconds, before any training, when a tracking server does not answer.
-
-    MLflow's own client retries an unreachable server with backoff for minutes. A login in the
-    URL is refused: MLflow takes it from MLFLOW_TRACKING_USERNAME / _PASSWORD, and a URL is
-    shown and written in too many places to hold one.
-    """
-    if not is_server(tracking_uri):
-        return  # a local store: opening it reports its own problem at once
-    shown = without_password(tracking_uri)
-    if urlsplit(tracking_uri).password is not None:
-        raise BenchError(
-            "--tracking-uri: expected the server's login in MLFLOW_TRACKING_USERNAME and "
-            f"MLFLOW_TRACKING_PASSWORD, not in the URL; received {shown!r} with a password"
-        )
-    try:
-        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout):
-            pass
-    except Exception as error:  # noqa: BLE001 - any failure to answer is the same to the user
-        reason = str(getattr(error, "reason", None) or error).replace(tracking_uri, shown)
-        raise BenchError(
-            f"--tracking-uri: expected a reachable MLflow tracking server; received "
-            f"{shown!r}, which did not answer ({reason})"
-        ) from None
-
-
 class SystemMetrics(SystemMetricsMonitor):
     """MLflow's sampler of the host, which also logs what it sampled of a run shorter than one
     interval: MLflow's own loop takes a sample, waits, and drops it when stopped meanwhile."""
@@ -188,6 +167,18 @@ class SystemMetrics(SystemMetricsMonitor):
                 logging.getLogger(__name__).warning("system metrics not logged", exc_info=True)
 
 
+def _check_artifact_location(experiment: str, location: str, tracking_uri: str) -> None:
+    """An experiment whose artifacts go to a relative path (`./mlruns/1`, left by an older
+    rnnbench's `bench report` before any run) would scatter them wherever a command runs."""
+    if is_server(tracking_uri) or "://" in location or location.startswith(("/", "file:")):
+        return
+    raise BenchError(
+        f"the MLflow experiment {experiment!r} in {without_password(tracking_uri)} keeps its "
+        f"artifacts at the relative path {location!r} (made by an older rnnbench), so they "
+        "would land wherever the command runs; use a new --out (new stores) for this study"
+    )
+
+
 class Tracker:
     """The parent process's view: find or create runs, and close them with a status."""
 
@@ -204,6 +195,8 @@ class Tracker:
             with sqlite_lock(tracking_uri):  # the first process to open a new store creates it
                 self.client = MlflowClient(sqlalchemy_url(tracking_uri))
                 found = self.client.get_experiment_by_name(experiment)
+        except BenchError:  # said already, in one line (a lock held too long)
+            raise
         except Exception as error:  # noqa: BLE001 - any failure here means "cannot reach"
             raise BenchError(
                 f"tracking store {without_password(tracking_uri)}: expected a reachable MLflow "
@@ -213,6 +206,7 @@ class Tracker:
             self.experiment_id = self._create_experiment(experiment, artifact_root)
         else:
             self.experiment_id = found.experiment_id
+            _check_artifact_location(found.name, found.artifact_location, tracking_uri)
         if found is None or EXPERIMENT_KIND not in found.tags:  # also a store made before it
             self.write_experiment_tags({EXPERIMENT_KIND: MODEL_TRAINING})
         self.parent_of: dict[str, str] = {}  # run -> its parent, for the runs started here

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from harness import search
+from harness.errors import BenchError
 from harness.identity import DIGEST_KEY, check_identity, study_digest
 from harness.report import charts, collect, page, render
 from harness.report.clauses import Clause, overall_words
@@ -67,12 +68,49 @@ def contended_runs(found: list[Verdict]) -> dict[str, str]:
     return runs
 
 
+def require_a_run(study: Study, tracking_uri: str, storage_url: str) -> None:
+    """Refuse, in one line and before anything is read into being, a report of a study whose
+    stores hold no run of it: a missing SQLite file is not created, an absent experiment not
+    made (its artifacts would go wherever the command ran)."""
+    from mlflow.tracking import MlflowClient
+
+    from harness.stores import sqlalchemy_url, sqlite_file
+    from harness.tracking import check_reachable
+
+    first = f"run `bench run --study {study.name}` first (with the same --out and stores)"
+    for url, name in ((tracking_uri, "MLflow tracking store"), (storage_url, "Optuna storage")):
+        database = sqlite_file(url)
+        if database is not None and not database.is_file():
+            raise BenchError(
+                f"bench report: expected the stores of an earlier run of {study.name}; "
+                f"received no {name} at {database}: {first}"
+            )
+    check_reachable(tracking_uri)
+    client = MlflowClient(sqlalchemy_url(tracking_uri))
+    found = client.get_experiment_by_name(study.name)
+    runs = (
+        client.search_runs([found.experiment_id], "tags.role != 'report'", max_results=1)
+        if found is not None
+        else []
+    )
+    if not runs:
+        raise BenchError(
+            f"bench report: expected a run of {study.name} in the MLflow tracking store "
+            f"({without_password(tracking_uri)}); received none: {first}"
+        )
+
+
 def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Path) -> Report:
     """Gather the study's runs and trials, write csv/md/html/png to `out_dir`, log them to MLflow.
 
     Never trains; safe to run while `bench run` is still going (it reports what has finished).
     """
-    tracker = Tracker(tracking_uri, study.name, run_tags={DIGEST_KEY: study_digest(study)})
+    tracker = Tracker(
+        tracking_uri,
+        study.name,
+        out_dir.parent / "artifacts",  # as `bench run`'s: never a relative ./mlruns
+        run_tags={DIGEST_KEY: study_digest(study)},
+    )
     with search.reading(storage_url) as storage:
         check_identity(study, tracker, storage, record=False)  # never report another definition
         trials = search.read_trials(study, storage)

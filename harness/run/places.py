@@ -35,25 +35,54 @@ class RunPlaces:
         }
 
 
+def planned_places(
+    study: Study, out: Path | None, data: Path, storage: str | None, tracking_uri: str | None
+) -> RunPlaces:
+    """Where `bench run` would work, every place checked as the run would use it (the output
+    folder can be made, each store URL can hold a study), and nothing created."""
+    from harness.stores import (
+        check_database_answers,
+        check_database_url,
+        check_folder_place,
+        check_reachable,
+        check_tracking_uri,
+    )
+
+    folder = (out or Path("bench-runs") / study.name).expanduser().resolve()
+    check_folder_place(folder, "--out")
+    places = _places(folder, data, storage, tracking_uri)
+    check_database_url(places.storage_url, "--storage")
+    check_tracking_uri(places.tracking_uri)
+    check_database_answers(places.storage_url, "--storage")
+    check_reachable(places.tracking_uri)  # a tracking server; a database store below
+    if "://" in places.tracking_uri and not places.tracking_uri.startswith(("http", "file:")):
+        check_database_answers(places.tracking_uri, "--tracking-uri")
+    return places
+
+
+def created_places(places: RunPlaces) -> RunPlaces:
+    """The output folder of checked places made, and proven to take files."""
+    writable_folder(places.out, "--out")
+    return places
+
+
 def default_places(
     study: Study, out: Path | None, data: Path, storage: str | None, tracking_uri: str | None
 ) -> RunPlaces:
-    """Where `bench run` works; the output folder is created and must be writable."""
-    folder = writable_folder((out or Path("bench-runs") / study.name).resolve(), "--out")
-    return _places(folder, data, storage, tracking_uri)
+    """Where `bench run` works: checked, then its output folder created."""
+    return created_places(planned_places(study, out, data, storage, tracking_uri))
 
 
 def existing_places(
     study: Study, out: Path | None, storage: str | None, tracking_uri: str | None
 ) -> RunPlaces:
-    """Where an earlier `bench run` of this study wrote, for `bench report`.
+    """Where an earlier `bench run` of this study wrote, for `bench report`; nothing created.
 
-    With both stores named (a shared PostgreSQL and tracking server), any folder will do.
+    With both stores named (a shared PostgreSQL and tracking server), any folder will do: the
+    report creates it once the stores prove to hold a run of the study.
     """
-    folder = (out or Path("bench-runs") / study.name).resolve()
-    if storage and tracking_uri:
-        writable_folder(folder, "--out")
-    elif not folder.is_dir():
+    folder = (out or Path("bench-runs") / study.name).expanduser().resolve()
+    if not (storage and tracking_uri) and not folder.is_dir():
         raise BenchError(
             f"--out: expected the folder of an earlier `bench run --study {study.name}`; "
             f"received {str(folder)!r}, which does not exist"

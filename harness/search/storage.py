@@ -47,6 +47,8 @@ def open_storage(url: str, attempts: int = 8) -> optuna.storages.RDBStorage:
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
             failure = error
             time.sleep(random.uniform(0.2, 1.0) * attempt)
+        except BenchError:  # said already, in one line (a lock held too long)
+            raise
         except Exception as error:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL
             failure = error
             break

@@ -17,7 +17,10 @@ from backends import BACKENDS
 from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
 from harness.study.errors import problem, show
 
-NAME = re.compile(r"[A-Za-z0-9_.-]+")  # a study's name, also a file name and a store prefix
+# A study's name is also a folder name (bench-runs/<name>) and a store prefix: it starts with a
+# letter or digit, so that neither "." nor ".." (nor a hidden file) can be a study, and is short.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = "a name of 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 METRIC_DIRECTION = {
     "val_accuracy": "maximize",
     "val_loss": "minimize",
@@ -63,7 +66,7 @@ class Header(Table):
     @classmethod
     def _safe_name(cls, name: str) -> str:
         if not NAME.fullmatch(name):
-            raise problem((), "expected letters, digits, '_', '.' or '-'", show(name))
+            raise problem((), f"expected {NAME_RULE}", show(name))
         return name
 
     @field_validator("description")
@@ -141,7 +144,7 @@ class Objective(Table):
 
 class Sampler(Table):
     type: Literal["tpe", "random"] = "tpe"
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, lt=2**32)  # NumPy's legacy generator takes no larger
 
 
 class Pruner(Table):
