@@ -5,6 +5,7 @@ Every error the user can fix arrives as a `BenchError` and leaves as one line an
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -214,24 +215,25 @@ def _run_with_progress(
     definition = load_study(study)
     for backend in definition.backends:
         check_backend(backend)
-    source = resolve_source(data)
+    from harness.run.places import created_places, planned_places
+
+    # Everything checked before anything is made: the places and store URLs, then the data
+    # (found or downloaded, then tokenised once, with a progress bar; trials reuse the cache).
+    # A refused start leaves the output folder as it found it.
+    places = planned_places(definition, out, Path(), storage, tracking_uri)
+    places = dataclasses.replace(places, data=resolve_source(data))
+    source = places.data
     from harness.console import StudyProgress
     from harness.data.corpus import load_corpus
     from harness.faults import told_in_one_line
     from harness.quiet import library_logs_to
-    from harness.run.places import created_places, planned_places
     from harness.run.runner import StudyRunner, planned_jobs
 
-    # Everything checked before anything is made: the places and store URLs, then the data
-    # (tokenised once, with a progress bar; trials reuse the cache). A refused start leaves
-    # the output folder as it found it.
-    places = planned_places(definition, out, source, storage, tracking_uri)
-    with told_in_one_line(places.named()):
-        load_corpus(source)
-    places = created_places(places)
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is a Ctrl-C, not a kill -9
     try:
         with told_in_one_line(places.named()):
+            load_corpus(source)
+            places = created_places(places)
             # Opening the stores checks the study's identity: a changed definition stops here.
             runner = StudyRunner(
                 definition, places, lambda event: None, workers=workers, isolation=isolation.value
@@ -267,14 +269,15 @@ def _print_plan(
     estimate of the time from the study's earlier runs where there are some."""
     from harness.data.source import planned_source
     from harness.run.places import planned_places
-    from harness.run.runner import planned_jobs
     from harness.stores import without_password
     from harness.study.schema import load_study
-    from harness.tracking import finished_run_seconds
 
     definition = load_study(study)
     source = planned_source(data)  # checks a given path; downloads nothing
     places = planned_places(definition, out, Path(), storage, tracking_uri)  # creates nothing
+    from harness.run.runner import planned_jobs  # MLflow and Optuna: after the cheap checks
+    from harness.tracking import finished_run_seconds
+
     seconds = finished_run_seconds(places.tracking_uri, definition.name)
     lines = [
         *definition.plan(),
@@ -433,14 +436,20 @@ def perf(
     )
 
 
-# Click's own value errors, reworded as every other refusal: "<flag>: expected ...; received ..."
-CLICK_WORDS = (
-    (
-        re.compile(r"^'?(.*?)'? is not a valid (integer|float)( range)?\.?$"),
-        r"expected \2; received \1",
-    ),
-    (re.compile(r"^(.*?) is not in the range (.*?)\.?$"), r"expected a value in \2; received \1"),
+# The parser's own value errors (typer's, in pydantic's words), reworded as every other
+# refusal: "<flag>: expected ...; received ...".
+PARSER_WORDS = (
+    (re.compile(r"^Input should be greater than or equal to (\S+?)\.?$"), r"expected >= \1"),
+    (re.compile(r"^Input should be greater than (\S+?)\.?$"), r"expected > \1"),
+    (re.compile(r"^Input should be less than or equal to (\S+?)\.?$"), r"expected <= \1"),
+    (re.compile(r"^Input should be a valid integer.*$"), r"expected an integer"),
+    (re.compile(r"^Input should be a valid number.*$"), r"expected a number"),
     (re.compile(r"^'(.*?)' is not one of (.*?)\.?$"), r"expected one of \2; received '\1'"),
+    (
+        re.compile(r"^'?(.*?)'? is not a valid (integer|float)\.?$"),
+        r"expected an \2; received '\1'",
+    ),
+    (re.compile(r"^(.*?) is not in the range (.*?)\.?$"), r"expected \2; received \1"),
 )
 
 
@@ -452,10 +461,23 @@ def _one_style(error: typer.TyperException) -> str:
     flag = max(getattr(param, "opts", None) or [param.name or "value"], key=len)
     if type(error).__name__ == "MissingParameter":  # typer's own click: no public name
         return f"{flag}: expected a value; received none"
-    message = error.message
-    for pattern, words in CLICK_WORDS:
+    message = error.message.removeprefix("Value error, ")
+    for pattern, words in PARSER_WORDS:
         message = pattern.sub(words, message)
+    if message.startswith("expected") and "received" not in message:
+        message += f"; received {_given(flag)!r}"
     return f"{flag}: {message}"
+
+
+def _given(flag: str) -> str:
+    """What the user typed after `flag` on this command line."""
+    arguments = sys.argv[1:]
+    for index, argument in enumerate(arguments):
+        if argument == flag and index + 1 < len(arguments):
+            return arguments[index + 1]
+        if argument.startswith(flag + "="):
+            return argument.split("=", 1)[1]
+    return ""
 
 
 def main() -> None:

@@ -320,11 +320,11 @@ def check_tracking_uri(uri: str) -> None:
                 f"MLFLOW_TRACKING_PASSWORD, not in the URL; received {shown!r} with a secret"
             )
         return
-    if uri.startswith("file:") or "://" not in uri:  # MLflow's folder store
-        check_folder_place(
-            Path(unquote(urlsplit(uri).path) if uri.startswith("file:") else uri), "--tracking-uri"
+    if uri.startswith("file:") or "://" not in uri:  # MLflow 3's folder store takes no new runs
+        raise BenchError(
+            "--tracking-uri: expected an MLflow tracking server (http://host:5000) or a "
+            f"database (sqlite:///path/mlflow.db, postgresql://user@host/db); received {shown!r}"
         )
-        return
     check_database_url(uri, "--tracking-uri")
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
+from mlflow.entities import Dataset, DatasetInput, Experiment, InputTag, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
@@ -167,15 +167,23 @@ class SystemMetrics(SystemMetricsMonitor):
                 logging.getLogger(__name__).warning("system metrics not logged", exc_info=True)
 
 
-def _check_artifact_location(experiment: str, location: str, tracking_uri: str) -> None:
-    """An experiment whose artifacts go to a relative path (`./mlruns/1`, left by an older
-    rnnbench's `bench report` before any run) would scatter them wherever a command runs."""
-    if is_server(tracking_uri) or "://" in location or location.startswith(("/", "file:")):
+def _check_artifact_location(experiment: Experiment, tracking_uri: str) -> None:
+    """An experiment made without rnnbench's artifact root (by an older rnnbench's `bench
+    report` before any run) keeps its artifacts in MLflow's default `mlruns/<id>` under
+    whatever folder that command ran in, or at a relative path: its runs' files would be
+    scattered or shared with other studies, so it is refused, named."""
+    location = experiment.artifact_location
+    if is_server(tracking_uri) or "://" in location.removeprefix("file://"):
+        return
+    path = Path(location.removeprefix("file://"))
+    default = path.parent.name == "mlruns" and path.name == experiment.experiment_id
+    if path.is_absolute() and not default:
         return
     raise BenchError(
-        f"the MLflow experiment {experiment!r} in {without_password(tracking_uri)} keeps its "
-        f"artifacts at the relative path {location!r} (made by an older rnnbench), so they "
-        "would land wherever the command runs; use a new --out (new stores) for this study"
+        f"the MLflow experiment {experiment.name!r} in {without_password(tracking_uri)} keeps "
+        f"its artifacts at {location!r}, MLflow's default folder of wherever the command that "
+        "made it ran (an older rnnbench's `bench report` before any run), not in the study's "
+        "output folder; use a new --out (new stores) for this study"
     )
 
 
@@ -206,7 +214,7 @@ class Tracker:
             self.experiment_id = self._create_experiment(experiment, artifact_root)
         else:
             self.experiment_id = found.experiment_id
-            _check_artifact_location(found.name, found.artifact_location, tracking_uri)
+            _check_artifact_location(found, tracking_uri)
         if found is None or EXPERIMENT_KIND not in found.tags:  # also a store made before it
             self.write_experiment_tags({EXPERIMENT_KIND: MODEL_TRAINING})
         self.parent_of: dict[str, str] = {}  # run -> its parent, for the runs started here

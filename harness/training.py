@@ -33,7 +33,8 @@ class EpochResult:
 
     @property
     def val_perplexity(self) -> float:
-        return float(np.exp(self.val_loss))
+        with np.errstate(over="ignore"):  # a diverging run's loss: inf, not a warning line
+            return float(np.exp(self.val_loss))
 
     def as_metrics(self) -> dict[str, float]:
         return {

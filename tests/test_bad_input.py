@@ -32,7 +32,7 @@ from harness.config import RunConfig
 
 pytestmark = pytest.mark.slow
 PASSWORD = "Pw0rd-s3cret-7Kq"  # every generated password contains it, so one search finds them
-PARALLEL = 4  # subprocesses at once: each is mostly Python starting up, not computing
+PARALLEL = 2  # subprocesses at once: each is mostly Python starting up, some of it waiting on I/O
 
 
 @dataclass
@@ -245,7 +245,7 @@ def test_out_of_range_and_non_finite_train_flags_are_refused():
         for flag, value in drawn
         if refused_by_config(NUMERIC_FLAGS[flag], value)
     ]
-    assert len(cases) >= 45
+    assert len(cases) >= 40  # the draws that the flag's own rule refuses
     check_refused(cases)
 
 

@@ -187,11 +187,12 @@ def read_reviews(
 
 
 def progress_bar(download: bool = False) -> Progress:
-    """A rich progress bar on stderr, so stdout stays clean for results."""
+    """A rich progress bar on stderr, so stdout stays clean for results. Transient: it shows
+    while the work runs and leaves no line behind, so that a refusal stays one line."""
     columns = [TextColumn("{task.description}"), BarColumn()]
     if download:
         columns += [DownloadColumn(), TransferSpeedColumn()]
-    return Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True))
+    return Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True), transient=True)
 
 
 def _read_tarball(source: Path, on_progress: Callable[[int, int], None]) -> Iterator[RawReview]:

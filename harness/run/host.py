@@ -101,8 +101,8 @@ def contention(metrics: dict[str, float]) -> str | None:
 
 
 class HostWatch:
-    """One run's reading of the host: `start()` when the job starts, `stop()` for its figures
-    and tags (including `contended` with its reason when the host was busy)."""
+    """One run's reading of the host: made when the job starts, `stop()` when it ends for its
+    figures and tags (`contended`, with its reason, when the host was busy)."""
 
     def __init__(self) -> None:
         self.cores = usable_cores()
