@@ -118,8 +118,8 @@ def error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
         (["--arch", "transformer"], "received 'transformer'"),
         (["--backend", "jax"], "received 'jax'"),
         (["--optimizer", "sgd"], "received 'sgd'"),
-        (["--epochs", "0"], "'--epochs'"),
-        (["--dropout-rate", "1.5"], "'--dropout-rate'"),
+        (["--epochs", "0"], "--epochs:"),
+        (["--dropout-rate", "1.5"], "--dropout-rate:"),
         (["--no-such-flag"], "--no-such-flag"),
     ],
 )
@@ -208,7 +208,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(command, tmp_path, 
     )
     assert done.returncode == 2
     (line,) = error_lines(done)
-    assert "--out" in line and "writable" in line
+    assert "--out" in line and ("writable" in line or "is a file" in line)
 
 
 @pytest.mark.parametrize(
@@ -259,7 +259,7 @@ def test_an_unknown_backend_is_refused_before_any_data_is_read(tmp_path):
     done = bench("train", "--backend", "jax", "--data", str(tmp_path / "missing.tar.gz"))
     assert done.returncode == 2
     (line,) = error_lines(done)
-    assert "'--backend'" in line and "received 'jax'" in line and "missing" not in line
+    assert "--backend:" in line and "received 'jax'" in line and "missing" not in line
 
 
 def test_a_study_backend_whose_framework_is_missing_stops_the_run_before_any_work(tmp_path):
@@ -293,5 +293,5 @@ def test_dry_run_prints_the_plan_and_opens_no_store(tmp_path, fresh_cache):
     assert f"Optuna storage: sqlite:///{out / 'optuna.db'}" in plan and "MLflow tracking: " in plan
     assert "on first use" in plan  # no --data: the download is planned, not made
     assert "estimate: none yet" in plan  # no earlier run to take a pace from
-    assert list(out.iterdir()) == []  # checked writable, nothing stored
+    assert not out.exists()  # checked as the run would check it, nothing created
     assert not fresh_cache.exists() or not any(fresh_cache.iterdir())

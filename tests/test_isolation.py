@@ -21,7 +21,7 @@ from harness.run.trial import COMPLETE, FAIL, TrialJob
 pytestmark = pytest.mark.slow  # every test starts framework processes and trains
 
 # Figures that measure the machine, not the computation: they differ from run to run anyway.
-MACHINE_FIGURES = ("seconds", "per_second", "_mb", "time_to_first_epoch")
+MACHINE_FIGURES = ("seconds", "per_second", "_mb", "time_to_first_epoch", "cpu_per_wall")
 
 
 def job(folder: Path, data: Path, **config: object) -> TrialJob:

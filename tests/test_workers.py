@@ -249,7 +249,7 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
         assert not [secret for secret in secrets if secret in shown]
     # `bench run` re-trained the best trial and reported the shared search...
     table = pd.read_csv(tmp_path / "w0" / "report" / "report.csv", index_col="architecture")
-    assert table.loc["gru", ["trials_complete torch", "trials_pruned torch"]].sum() == 9
+    assert table.loc[("gru", "torch"), ["trials_complete", "trials_pruned"]].sum() == 9
     assert table.loc["gru", "retrain_runs torch"] == 1
     # ...and `bench report` on another machine reads it back from PostgreSQL and the server.
     report = bench(
@@ -265,7 +265,7 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
     )
     assert report.returncode == 0, report.stderr[-2000:]
     table = pd.read_csv(tmp_path / "report" / "report" / "report.csv", index_col="architecture")
-    counted = table.loc["gru", ["trials_complete torch", "trials_pruned torch"]].sum()
+    counted = table.loc[("gru", "torch"), ["trials_complete", "trials_pruned"]].sum()
     assert counted == 9
 
     # Kill one worker (and its trial process) in the middle of a trial: the others retry it.

@@ -140,9 +140,7 @@ def _row(
     row[throughput] = _per_epoch(tracker, chosen, throughput, lambda run: math.nan)
     row[memory] = numbers(chosen, f"metrics.{memory}").mean()
     row["parameter_count"] = numbers(chosen, "metrics.parameter_count").mean()
-    row["contended_runs"] = float(
-        column(chosen, "tags.contended").map(lambda v: isinstance(v, str)).sum()
-    )
+    row["contended_runs"] = float(sum(isinstance(v, str) for v in column(chosen, "tags.contended")))
     return row
 
 
