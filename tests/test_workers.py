@@ -248,9 +248,11 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
         shown = repr({**run.data.tags, **run.data.params})
         assert not [secret for secret in secrets if secret in shown]
     # `bench run` re-trained the best trial and reported the shared search...
-    table = pd.read_csv(tmp_path / "w0" / "report" / "report.csv", index_col="architecture")
+    table = pd.read_csv(
+        tmp_path / "w0" / "report" / "report.csv", index_col=["architecture", "backend"]
+    )
     assert table.loc[("gru", "torch"), ["trials_complete", "trials_pruned"]].sum() == 9
-    assert table.loc["gru", "retrain_runs torch"] == 1
+    assert table.loc[("gru", "torch"), "retrain_runs"] == 1
     # ...and `bench report` on another machine reads it back from PostgreSQL and the server.
     report = bench(
         "report",
@@ -264,7 +266,9 @@ def test_three_workers_on_postgres_and_an_mlflow_server_share_a_budget_of_9(
         str(tmp_path / "report"),
     )
     assert report.returncode == 0, report.stderr[-2000:]
-    table = pd.read_csv(tmp_path / "report" / "report" / "report.csv", index_col="architecture")
+    table = pd.read_csv(
+        tmp_path / "report" / "report" / "report.csv", index_col=["architecture", "backend"]
+    )
     counted = table.loc[("gru", "torch"), ["trials_complete", "trials_pruned"]].sum()
     assert counted == 9
 
