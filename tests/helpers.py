@@ -23,14 +23,21 @@ TINY_VOCAB = 1000  # the vocabulary of conftest's `tiny_imdb`
 WEIGHTS_SEED = 3  # the initial weights `built` loads
 
 
-def bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """`bench ARGS` in a subprocess (via `python -m harness`), from the repository root."""
+def bench(
+    *args: str,
+    timeout: float = 900,
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`bench ARGS` in a subprocess (via `python -m harness`), from the repository root or
+    `cwd`, in this environment or `env`."""
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         capture_output=True,
         text=True,
-        cwd=REPO,
+        cwd=cwd,
         timeout=timeout,
+        env=env,
     )
 
 

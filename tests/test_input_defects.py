@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import write_study
 from filelock import FileLock
+from helpers import bench
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -26,14 +26,7 @@ def bench_in(folder: Path, *args: str, env: dict[str, str] | None = None, timeou
     """`bench ARGS` run from `folder`, as a user in that folder would."""
     environment = {**os.environ, "COLUMNS": "200", **(env or {})}
     environment.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        cwd=folder,
-        timeout=timeout,
-        env=environment,
-    )
+    return bench(*args, timeout=timeout, cwd=folder, env=environment)
 
 
 def one_line(done: subprocess.CompletedProcess[str]) -> str:
