@@ -130,6 +130,15 @@ def run_study(
             "store URLs are checked as the run would check them, and nothing is created.",
         ),
     ] = False,
+    on_cpu: Annotated[
+        bool,
+        typer.Option(
+            "--on-cpu",
+            metavar="",
+            help='Run a study sized for a GPU (\\[study] sized_for = "gpu") on a machine without '
+            "one anyway; without it such a run stops at once with an estimate of its hours.",
+        ),
+    ] = False,
 ) -> None:
     """Search every (architecture, backend) of a study, re-train the best, track and report.
 
@@ -143,7 +152,16 @@ def run_study(
         _print_plan(study, out, storage, tracking_uri, data, workers)
         return
     definition, places = _run_with_progress(
-        study, out, storage, tracking_uri, data, workers, isolation, verbose, retrain=True
+        study,
+        out,
+        storage,
+        tracking_uri,
+        data,
+        workers,
+        isolation,
+        verbose,
+        retrain=True,
+        gpu_check=not on_cpu,
     )
     from harness.console import print_run_summary
     from harness.faults import told_in_one_line
@@ -203,9 +221,11 @@ def _run_with_progress(
     verbose: bool,
     *,
     retrain: bool,
+    gpu_check: bool = False,
 ) -> tuple[Study, RunPlaces]:
     """The shared body of `bench run` and `bench worker`: searches (and re-trainings) with
-    live progress; Ctrl-C or SIGTERM closes the running work as interrupted and exits 130."""
+    live progress; Ctrl-C or SIGTERM closes the running work as interrupted and exits 130.
+    With `gpu_check`, a study sized for a GPU is refused on a machine without one."""
     from backends import check_backend
     from harness.data.source import resolve_source
     from harness.study.schema import load_study
@@ -221,6 +241,10 @@ def _run_with_progress(
     # (found or downloaded, then tokenised once, with a progress bar; trials reuse the cache).
     # A refused start leaves the output folder as it found it.
     places = planned_places(definition, out, Path(), storage, tracking_uri)
+    if gpu_check:  # before the data is fetched: a refusal costs seconds, not 80 MB
+        from harness.run.sizing import refuse_without_gpu
+
+        refuse_without_gpu(definition)
     places = dataclasses.replace(places, data=resolve_source(data))
     source = places.data
     from harness.console import StudyProgress
@@ -276,9 +300,11 @@ def _print_plan(
     source = planned_source(data)  # checks a given path; downloads nothing
     places = planned_places(definition, out, Path(), storage, tracking_uri)  # creates nothing
     from harness.run.runner import planned_jobs  # MLflow and Optuna: after the cheap checks
+    from harness.run.sizing import sizing_line
     from harness.tracking import finished_run_seconds
 
     seconds = finished_run_seconds(places.tracking_uri, definition.name)
+    sizing = sizing_line(definition)  # a study sized for a GPU: this machine's estimate
     lines = [
         *definition.plan(),
         f"output: {places.out}",
@@ -288,6 +314,7 @@ def _print_plan(
         _estimate(seconds, planned_jobs(definition), workers)
         if definition.budget.trials
         else "estimate: none (the searches stop on time, not on a trial count)",
+        *([sizing] if sizing else []),
         "dry run: nothing was trained or stored",
     ]
     out_console = Console()

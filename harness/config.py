@@ -20,6 +20,9 @@ from harness.errors import BenchError
 from harness.execution import PRECISIONS, ExecutionOptions
 from harness.model_spec import ARCHITECTURES, OPTIMIZERS, TASKS, ModelSpec, OptimizerSpec
 
+# "best_epoch": as Keras's EarlyStopping(restore_best_weights=True) would test (harness.training).
+TEST_WEIGHTS = ("final", "best_epoch")
+
 
 class FieldError(BenchError):
     """A value one field refuses; `expected` is the phrase a study file's error reuses."""
@@ -119,6 +122,13 @@ class RunConfig:
     cudnn: bool = setting(True, "cuDNN's fused RNN kernels on a GPU (--no-cudnn: generic).")
     # Denormals flushed to zero on a CPU (harness.execution); not a flag of `bench train`.
     flush_denormal: bool = setting(True, "Flush denormal floats on a CPU.", flag=None)
+    # What the test figures mean, so it keys re-trainings; a study sets it in [retrain].
+    test_weights: str = setting(
+        "final",
+        "Weights the test split is scored with: the final epoch's, or the best validation "
+        "epoch's (the final epoch's figures are kept beside them as final_test_*).",
+        choices=TEST_WEIGHTS,
+    )
 
     def __post_init__(self) -> None:
         for item in fields(self):

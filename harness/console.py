@@ -132,6 +132,10 @@ def print_train_result(console: Console, result: TrainResult) -> None:
     test.add_column("value", justify="right")
     for name, value in result.test.items():
         test.add_row(name, f"{value:.4f}")
+    if result.best_epoch is not None:  # --test-weights best_epoch: the figures above are its
+        test.add_row("weights of epoch", str(result.best_epoch))
+        for name, value in result.final_test.items():
+            test.add_row(f"{name} (final epoch)", f"{value:.4f}")
     test.add_row("time to first epoch (s)", f"{result.time_to_first_epoch:.2f}")
     test.add_row("total train time (s)", f"{result.train_seconds:.2f}")
     for name, value in result.memory.items():

@@ -6,15 +6,18 @@ made under, every run carries its digest, and a `bench run`, `bench worker` or `
 whose study file now says something else stops before any work, naming what changed.
 
 In the digest: the task and dataset, epochs, the data options, the fixed values (execution
-options among them), the search space with its defaults, the objective (and its target) and
-the verdict's margins: everything that changes what one run computes or how it is judged; and
+options among them), the search space with its defaults, the objective (and its target), the
+re-training's test weights (the final epoch's or the best validation epoch's: what a test
+figure means) and the verdict's margins: everything that changes what one run computes or how
+it is judged; and
 `MEASUREMENT`, the version of how the harness itself measures, so that figures measured two ways
 are never mixed.
 Not in it: the name and description, which architectures and backends take part (each search
 is one of them), the trial budget and timeout, the sampler and pruner (they choose which
 configurations are tried and which stop early, never what a finished run computes), and the
 re-training's seed count and cross-backend switch. Those change how much is run, so changing
-them resumes and adds runs.
+them resumes and adds runs. (One exception: a trial budget that starts or stops searching
+changes the default test weights, and so the digest, unless [retrain] test_weights is set.)
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ DEFINITION_KEY = "definition"  # the whole definition as JSON, to say what chang
 # 3 (paired verdicts): re-trainings run seed-major in a seeded order, recorded per run, and each
 # run records how busy its host was (other work's CPU share, steal, load): a store without those
 # cannot be judged for contention, so it is refused rather than reported as if it could.
-MEASUREMENT = 3
+# 4 (the searched answer): a study that searches tests each re-training with the weights of its
+# best validation epoch and its trials report their best epoch's objective; re-trainings carry
+# `test_weights` in their configuration; the defaults are re-trained beside the best.
+MEASUREMENT = 4
 
 
 def definition(study: Study) -> dict[str, object]:
@@ -51,6 +57,7 @@ def definition(study: Study) -> dict[str, object]:
         "fixed": dict(study.fixed),
         "search": {name: knob.model_dump() for name, knob in study.search.items()},
         "objective": study.objective.model_dump(),
+        "test_weights": study.retrain.test_weights,
         "verdict": study.verdict.model_dump(),
         "measurement": MEASUREMENT,
     }

@@ -10,6 +10,14 @@ from types import ModuleType
 
 import numpy as np
 
+# Which way each per-epoch validation metric improves: what a search optimises, and what picks
+# a run's best epoch when its test split is scored with that epoch's weights.
+METRIC_DIRECTION = {
+    "val_accuracy": "maximize",
+    "val_loss": "minimize",
+    "val_perplexity": "minimize",
+}
+
 
 def _sklearn() -> ModuleType:
     """scikit-learn's metrics, imported on first use: the import takes about 2 s, which search

@@ -51,6 +51,11 @@ def load_task_data(task: str, source: Path, **params: object) -> TaskData:
     return load_imdb(source, **params)
 
 
+# The validation metric that picks a run's best epoch (RunConfig.test_weights "best_epoch") when
+# no study objective names one, as in `bench train`: Keras's EarlyStopping would watch val_loss,
+# but a classifier is judged by its accuracy.
+SELECTED_BY = {"classification": "val_accuracy", "language_model": "val_perplexity"}
+
 PREDICT_CHUNK = 512  # reviews per `predict_batch` call (evaluation uses the batch size if larger)
 SCORE_CHUNK = 64  # token windows per `score_batch` call: its logits are (chunk, time, vocab)
 

@@ -6,16 +6,18 @@ the same batches in the same order; owning the clock and metrics makes their num
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends import TrainableModel, get_backend
+from backends import TrainableModel, Weights, get_backend
 from harness import tasks
 from harness.config import RunConfig
 from harness.initialization import initial_weights
+from harness.metrics import METRIC_DIRECTION
 from harness.system import peak_resident_memory, reset_peak_resident_memory
 from harness.tasks import Split, TaskData
 
@@ -59,8 +61,12 @@ class TrainResult:
     model_summary: str
     epochs: list[EpochResult] = field(default_factory=list)
     time_to_first_epoch: float = float("nan")  # build + compile + first epoch's training
-    eval_seconds: float = 0.0  # every validation pass and the test pass (compiling included)
-    test: dict[str, float] = field(default_factory=dict)
+    eval_seconds: float = 0.0  # every validation pass and the test pass(es) (compiling included)
+    test: dict[str, float] = field(default_factory=dict)  # the headline: test_weights' weights
+    # With test_weights "best_epoch": the final epoch's test figures, kept beside the headline
+    # (whose weights are those of `best_epoch`). Empty with "final": `test` is the final epoch's.
+    final_test: dict[str, float] = field(default_factory=dict)
+    best_epoch: int | None = None
     confusion: np.ndarray | None = None
     classification_report: str = ""
     memory: dict[str, int] = field(default_factory=dict)  # only the figures that apply
@@ -84,7 +90,10 @@ class TrainResult:
             "parameter_count": float(self.parameter_count),
             **{k.replace("_bytes", "_mb"): v / 2**20 for k, v in self.memory.items()},
             **{f"test_{k}": v for k, v in self.test.items()},
+            **{f"final_test_{k}": v for k, v in self.final_test.items()},
         }
+        if self.best_epoch is not None:
+            summary["best_epoch"] = float(self.best_epoch)
         if self.epochs:
             summary["final_val_accuracy"] = self.epochs[-1].val_accuracy
             summary["best_val_accuracy"] = max(e.val_accuracy for e in self.epochs)
@@ -96,6 +105,30 @@ def epoch_batches(size: int, batch_size: int, seed: int, epoch: int) -> Iterator
     order = np.random.default_rng([seed, epoch]).permutation(size)
     for start in range(0, size, batch_size):
         yield order[start : start + batch_size]
+
+
+@dataclass
+class BestEpoch:
+    """The best validation epoch so far and a copy of its weights, for test_weights "best_epoch".
+
+    As Keras's EarlyStopping(restore_best_weights=True): only a strict improvement counts, so a
+    tie keeps the earlier epoch, and a NaN value never counts.
+    """
+
+    metric: str  # a key of EpochResult.as_metrics, e.g. "val_accuracy"
+    epoch: int = 0  # 0 until an epoch gives a number
+    value: float = math.nan
+    weights: Weights = field(default_factory=dict)
+
+    def offer(self, outcome: EpochResult, model: TrainableModel) -> None:
+        value = outcome.as_metrics()[self.metric]
+        if math.isnan(value):
+            return
+        higher = METRIC_DIRECTION[self.metric] == "maximize"
+        if self.epoch == 0 or (value > self.value if higher else value < self.value):
+            self.epoch, self.value = outcome.epoch, value
+            # Copies: a backend may hand out views of arrays that its next step overwrites.
+            self.weights = {name: np.array(w, copy=True) for name, w in model.get_weights().items()}
 
 
 EpochCallback = Callable[[EpochResult], None]
@@ -128,12 +161,16 @@ def train(
     on_batch: BatchCallback | None = None,
     evaluate_test: bool = True,
     on_start: Callable[[TrainResult], None] | None = None,
+    select_by: str | None = None,
 ) -> TrainResult:
     """Train `config` on `data`, then evaluate on the test split unless told not to.
 
     `on_epoch` sees every finished epoch (a pruner may raise from it to stop the run early);
     `on_start` sees the result before the first epoch, once the model is built.
     Search trials leave the test split alone, so that no choice is ever made by looking at it.
+    With `config.test_weights` "best_epoch" the test split is scored twice: with the final
+    weights (`final_test`), then with those of the best epoch by `select_by` (the study's
+    objective; the task's `tasks.SELECTED_BY` when None) as the headline `test`.
     """
     backend = get_backend(config.backend)
     backend.seed(config.seed)
@@ -155,6 +192,9 @@ def train(
     )
     if on_start is not None:
         on_start(result)
+    best = None
+    if evaluate_test and config.test_weights == "best_epoch":
+        best = BestEpoch(select_by or tasks.SELECTED_BY[config.task])
     train_split = data.train
     batches_per_epoch = -(-len(train_split) // config.batch_size)
     for epoch in range(1, config.epochs + 1):
@@ -181,6 +221,8 @@ def train(
             tokens_per_second=len(train_split) * tokens / seconds if tokens > 1 else None,
         )
         result.epochs.append(outcome)
+        if best is not None:
+            best.offer(outcome, model)
         if on_epoch is not None:
             on_epoch(outcome)
     result.memory = memory_figures(backend.peak_device_memory())
@@ -189,6 +231,14 @@ def train(
         result.test, result.confusion, result.classification_report = tasks.test_metrics(
             model, data, config
         )
+        if best is not None:
+            # best.epoch is 0 when no epoch gave a number: then the final weights stand.
+            result.final_test, result.best_epoch = result.test, best.epoch or config.epochs
+            if result.best_epoch != config.epochs:
+                model.set_weights(best.weights)
+                result.test, result.confusion, result.classification_report = tasks.test_metrics(
+                    model, data, config
+                )
         result.eval_seconds += time.perf_counter() - evaluation_start
     return result
 

@@ -126,7 +126,7 @@ def make_study(
         sampler=Sampler(),
         pruner=Pruner(),
         data=DataOptions(),
-        retrain=Retrain(),
+        retrain=Retrain(test_weights="final"),
         verdict=Verdict(),
         fixed={},
         search={},

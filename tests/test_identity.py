@@ -29,6 +29,8 @@ def study_from(text: str, tmp_path: Path, name: str = "edited.toml"):
         ("seeds = 2", "seeds = 5"),  # more seeds: more runs, none computed differently
         ('type = "median"', 'type = "none"'),  # which trials stop early, not what a run computes
         ("n_startup_trials = 1", ""),
+        # The value a study with one trial gets anyway: the same figures, the same identity.
+        ("cross_backend = false", 'cross_backend = false\ntest_weights = "final"'),
     ],
 )
 def test_edits_that_change_no_run_keep_the_identity(tmp_path, edit):
@@ -50,6 +52,12 @@ def test_edits_that_change_no_run_keep_the_identity(tmp_path, edit):
             "search.hidden_size.default: 32 -> 16",
         ),
         (('direction = "maximize"', 'direction = "maximize"\ntarget = 0.8'), "objective.target"),
+        (
+            ("cross_backend = false", 'cross_backend = false\ntest_weights = "best_epoch"'),
+            "test_weights: 'final' -> 'best_epoch'",
+        ),
+        # Searching changes the default test weights: what a test figure means.
+        (("\ntrials = 1", "\ntrials = 5"), "test_weights: 'final' -> 'best_epoch'"),
     ],
 )
 def test_edits_that_change_a_run_are_named_in_one_line(tmp_path, edit, named):

@@ -147,6 +147,7 @@ def test_files_are_written(report: Report, stores: SimpleNamespace) -> None:
         "time.png",
         "optimization_history.png",
         "verdicts.csv",
+        "tuning.csv",  # the study searches (3 trials): what tuning bought
     }
     assert {p.name for p in report.paths.values()} == names
     for path in report.paths.values():

@@ -122,13 +122,85 @@ BROKEN = [
     ("unknown metric", toml(objective={"metric": "f1"}), "objective.metric"),
     ("direction misfits metric", toml(objective={"direction": "minimize"}), "objective.direction"),
     ("unknown sampler", toml(sampler={"type": "grid"}), "sampler.type"),
-    ("unknown pruner", toml(pruner={"type": "hyperband"}), "pruner.type"),
+    ("unknown pruner", toml(pruner={"type": "wilcoxon"}), "pruner.type"),
     (
         "percentile for median",  # no type: the median pruner
         toml(pruner={"type": DROP, "percentile": 10.0}),
         "pruner.percentile",
     ),
     ("threshold without bounds", toml(pruner={"type": "threshold"}), "pruner"),
+    (
+        "min_resource for median",
+        toml(pruner={"type": "median", "min_resource": 1}),
+        "pruner.min_resource",
+    ),
+    (
+        "reduction_factor for none",  # conftest's small study has type = "none"
+        toml(pruner={"reduction_factor": 3}),
+        "pruner.reduction_factor",
+    ),
+    (
+        "max_resource for successive halving",
+        toml(pruner={"type": "successive_halving", "max_resource": 1}),
+        "pruner.max_resource",
+    ),
+    (
+        "min_early_stopping_rate for hyperband",
+        toml(pruner={"type": "hyperband", "min_early_stopping_rate": 0}),
+        "pruner.min_early_stopping_rate",
+    ),
+    (
+        "n_startup_trials for hyperband",
+        toml(pruner={"type": "hyperband", "n_startup_trials": 2}),
+        "pruner.n_startup_trials",
+    ),
+    (
+        "n_warmup_steps for successive halving",
+        toml(pruner={"type": "successive_halving", "n_warmup_steps": 1}),
+        "pruner.n_warmup_steps",
+    ),
+    (
+        "percentile for hyperband",
+        toml(pruner={"type": "hyperband", "percentile": 10.0}),
+        "pruner.percentile",
+    ),
+    (
+        "reduction_factor of 1",
+        toml(pruner={"type": "hyperband", "reduction_factor": 1}),
+        "pruner.reduction_factor",
+    ),
+    (
+        "min_resource of 0",
+        toml(pruner={"type": "successive_halving", "min_resource": 0}),
+        "pruner.min_resource",
+    ),
+    (
+        "min_resource > max_resource",
+        toml(
+            study={"epochs": 5},
+            pruner={"type": "hyperband", "min_resource": 3, "max_resource": 2},
+        ),
+        "pruner.min_resource",
+    ),
+    (
+        "max_resource > epochs",
+        toml(study={"epochs": 3}, pruner={"type": "hyperband", "max_resource": 4}),
+        "pruner.max_resource",
+    ),
+    (
+        "min_resource > epochs",  # conftest's small study runs 1 epoch
+        toml(pruner={"type": "successive_halving", "min_resource": 2}),
+        "pruner.min_resource",
+    ),
+    (
+        "first rung past the last epoch",
+        toml(
+            study={"epochs": 5},
+            pruner={"type": "successive_halving", "min_early_stopping_rate": 2},
+        ),
+        "pruner.min_early_stopping_rate",
+    ),
+    ("zero study minutes", toml(budget={"study_minutes": 0}), "budget.study_minutes"),
     ("fixed and searched", toml(fixed={"hidden_size": 8}), "fixed.hidden_size"),
     ("RunConfig rejects", toml(fixed={"dropout_rate": 1.5}), "fixed.dropout_rate"),
     (
@@ -169,6 +241,37 @@ def test_key_errors_read_as_documented(tmp_path: Path) -> None:
     path.write_text(toml(study={"colour": "red"}))
     assert _error(path).startswith(f"{path}: study.colour: unknown key (expected one of name, ")
     assert _error(path).endswith("); received 'red'")
+
+
+def test_multi_fidelity_errors_read_as_documented(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml(pruner={"type": "median", "min_resource": 1}))
+    assert _error(path) == (
+        f"{path}: pruner.min_resource: expected only with type = 'hyperband' or "
+        "'successive_halving'; received 1"
+    )
+    path.write_text(toml(pruner={"type": "hyperband", "n_startup_trials": 2}))
+    assert _error(path) == (
+        f"{path}: pruner.n_startup_trials: expected no n_startup_trials with type = 'hyperband' "
+        "(min_resource and reduction_factor decide when it prunes); received 2"
+    )
+    path.write_text(toml(study={"epochs": 3}, pruner={"type": "hyperband", "max_resource": 4}))
+    assert _error(path) == f"{path}: pruner.max_resource: expected <= study.epochs (3); received 4"
+    path.write_text(
+        toml(
+            study={"epochs": 5}, pruner={"type": "successive_halving", "min_early_stopping_rate": 2}
+        )
+    )
+    assert _error(path) == (
+        f"{path}: pruner.min_early_stopping_rate: expected min_resource x "
+        "reduction_factor^min_early_stopping_rate <= study.epochs (5), or no trial is ever "
+        "judged; received 2 (1 x 3^2 = 9 epochs)"
+    )
+    path.write_text(toml(budget={"trials": DROP}))
+    assert _error(path) == (
+        f"{path}: budget: expected trials, timeout_minutes or study_minutes (any of them); "
+        "received none"
+    )
 
 
 def test_long_values_are_cut(tmp_path: Path) -> None:

@@ -20,7 +20,14 @@ from harness.errors import BenchError
 from harness.identity import DIGEST_KEY, check_identity, study_digest
 from harness.report import charts, collect, page, render
 from harness.report.clauses import Clause, overall_words
-from harness.report.comparisons import Verdict, overall, study_verdicts, verdict_table
+from harness.report.comparisons import (
+    Verdict,
+    overall,
+    sources_of,
+    study_verdicts,
+    verdict_table,
+)
+from harness.report.tuning import tuning_report
 from harness.report.views import view_of
 from harness.stores import without_password
 from harness.tracking import Tracker
@@ -46,6 +53,7 @@ class Report:
     overall: list[Clause] = field(default_factory=list)  # per contender, across architectures
     contended: dict[str, str] = field(default_factory=dict)  # compared runs of a busy host
     tracking_uri: str = ""  # shown without its password, for the re-run commands
+    tuning: list[str] = field(default_factory=list)  # what tuning bought, in words
 
     @property
     def headline(self) -> list[str]:
@@ -114,6 +122,7 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     with search.reading(storage_url) as storage:
         check_identity(study, tracker, storage, record=False)  # never report another definition
         trials = search.read_trials(study, storage)
+        importances = search.read_importances(study, storage) if study.searched else {}
     runs = collect.read_runs(tracker, study)
     memory = collect.memory_metric(runs)
     view = view_of(study)
@@ -125,16 +134,23 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
     lines = overall(found, study.verdict.cost_margin)
     verdicts = verdict_table(found, lines)
     words = headline(found, lines)
+    tuned = tuning_report(tracker, runs, trials, importances, study, sources_of(study, memory))
+    if tuned is not None:
+        sections.update(tuned.sections)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / "report.csv", "markdown": out_dir / "report.md"}
     table.to_csv(paths["csv"])
     paths["verdicts"] = out_dir / "verdicts.csv"
     verdicts.to_csv(paths["verdicts"], index=False)
+    if tuned is not None:
+        paths["tuning"] = out_dir / "tuning.csv"
+        verdict_table([], [*tuned.gains, *tuned.agreement]).to_csv(paths["tuning"], index=False)
     for name, figure in _charts(study, found, trials, backends).items():
         paths[name] = out_dir / f"{name}.png"
         figure.savefig(paths[name], dpi=110)
-    markdown = render.markdown_page(study.name, words, verdicts, sections)
+    tuning_lines = tuned.lines if tuned is not None else []
+    markdown = render.markdown_page(study.name, words, verdicts, sections, tuning_lines)
     paths["markdown"].write_text(markdown, encoding="utf-8")
     paths["html"] = out_dir / "report.html"
     pictures = [paths[chart] for chart in render.CHARTS]
@@ -164,6 +180,7 @@ def build_report(study: Study, tracking_uri: str, storage_url: str, out_dir: Pat
         lines,
         contended_runs(found),
         without_password(tracking_uri),
+        tuning_lines,
     )
 
 

@@ -80,7 +80,11 @@ class Clause:
     def words(self) -> str:
         """The clause in words with its numbers, e.g. 'time per epoch: keras 1.52x slower
         [1.41, 1.64] (paired t, n 5/5 seeds)'."""
-        text = f"{self.metric}: {self._finding()} ({self._figures()})"
+        return f"{self.metric}: {self.statement()}"
+
+    def statement(self) -> str:
+        """The clause without its metric's name, for a table whose column names it."""
+        text = f"{self._finding()} ({self._figures()})"
         if self.contended:
             text += (
                 f" [rests on {len(self.contended)} run(s) of a busy machine: "

@@ -139,14 +139,11 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def study_verdicts(
-    tracker: Tracker, runs: pd.DataFrame, study: Study, memory: str
-) -> list[Verdict]:
-    """Every other backend of the study against its baseline (the first unless it names one),
-    per architecture; none for a study of one backend."""
+def sources_of(study: Study, memory: str) -> Sources:
+    """Where a study's compared figures come from."""
     view = view_of(study)
     objective = study.objective
-    sources = Sources(
+    return Sources(
         quality_metric=view.cross[0],
         throughput_metric=view.throughput[0],
         memory_metric=memory,
@@ -154,6 +151,14 @@ def study_verdicts(
         target=objective.target,
         higher_is_better=objective.direction == "maximize",
     )
+
+
+def study_verdicts(
+    tracker: Tracker, runs: pd.DataFrame, study: Study, memory: str
+) -> list[Verdict]:
+    """Every other backend of the study against its baseline (the first unless it names one),
+    per architecture; none for a study of one backend."""
+    sources = sources_of(study, memory)
     contenders = [b for b in study.backends if b != study.baseline]
     return [
         compare(tracker, runs, arch, contender, study.baseline, sources, study.verdict)

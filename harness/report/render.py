@@ -8,7 +8,7 @@ Every output leads with the verdicts (see `harness.report.comparisons`), then th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -33,6 +33,13 @@ VERDICT_NOTE = (
     "the study's ±margin: TOST), better/worse (the 95% interval excludes no change), or "
     "inconclusive (neither). A clause resting on runs whose machine was busy with other work "
     "names them."
+)
+TUNING_NOTE = (
+    "Each backend's tuned configuration, re-trained on the study's seeds, against the defaults "
+    "re-trained on the same seeds (on the baseline backend: the backends compute the same "
+    "function), seed by seed, with the verdicts' statistics and margin; then, where cross runs "
+    "exist, another search's best configuration against a backend's own, on that backend and "
+    "the same seeds: a difference there is the searches' choice, not the framework."
 )
 Cell = Callable[[pd.Series], str]  # (table row) -> the formatted cell
 
@@ -103,6 +110,10 @@ def print_report(console: Console, report: Report) -> None:
         )
         for line in report.headline:
             console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    if report.tuning:
+        console.print("[bold]what tuning bought[/] (paired by seed, test split):", highlight=False)
+        for line in report.tuning:
+            console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     for title, frame in report.sections.items():
         console.print(terminal_table(title, frame))
     for name, path in report.paths.items():
@@ -151,12 +162,19 @@ def terminal_table(title: str, frame: pd.DataFrame) -> Table:
 
 
 def markdown_page(
-    name: str, headline: list[str], verdicts: pd.DataFrame, sections: dict[str, pd.DataFrame]
+    name: str,
+    headline: list[str],
+    verdicts: pd.DataFrame,
+    sections: dict[str, pd.DataFrame],
+    tuning: Sequence[str] = (),
 ) -> str:
     parts = [f"# rnnbench report: {name}\n"]
     if headline:
         parts.append("## Verdict\n\n" + "\n".join(f"- {line}" for line in headline) + "\n")
         parts.append(f"{VERDICT_NOTE}\n\n{to_markdown(readable(verdicts))}")
+    if tuning:
+        parts.append("## What tuning bought\n\n" + "\n".join(f"- {line}" for line in tuning))
+        parts.append(f"{TUNING_NOTE}\n")
     parts += [
         f"## {title}\n\n{to_markdown(_flat_index(frame))}" for title, frame in sections.items()
     ]

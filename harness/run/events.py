@@ -122,9 +122,21 @@ class Diagnosis(Event):
     parity: dict[str, float]  # architecture -> largest |logit gap| to the reference
 
 
+# -- a `bench run` pace probe (`harness.run.pace`) -----------------------------------------------
+@dataclass(frozen=True)
+class Paced(Event):
+    """How long one training step of one architecture took here, at a study's defaults."""
+
+    wire = "paced"
+    backend: str
+    architecture: str
+    step_seconds: float  # the mean of the timed steps, after a warm-up step
+    accelerator: str | None  # the GPU the framework ran on; None on a CPU
+
+
 CHILD_EVENTS: dict[str, type[Event]] = {
     kind.wire: kind
-    for kind in (Start, Tags, Epoch, Finished, Machine, Measuring, Measured, Diagnosis)
+    for kind in (Start, Tags, Epoch, Finished, Machine, Measuring, Measured, Diagnosis, Paced)
 }
 
 

@@ -3,6 +3,11 @@
 These runs are the ones the report compares, evaluated on the test split that no trial saw. A
 re-training is identified by its configuration (`config_hash`), target backend and seed, so a
 re-run skips the ones that finished and a new best configuration gets runs of its own.
+
+A study that searches also re-trains its defaults, on the same seeds, on the baseline backend
+only (the backends are proven to compute the same function): what tuning bought then carries
+an interval, paired by seed. Where the baseline's best configuration is the defaults, its
+re-trainings are those runs and nothing more is run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ if TYPE_CHECKING:
     from harness.run.searches import Search
 
 ORPHANED = "its `bench run` process died (killed, or the machine stopped); re-run on resume"
+DEFAULTS = "defaults"  # the source of a defaults re-training, and its role
+ROLES = ("retrain", "cross", DEFAULTS)
+
+Job = tuple[str, str, str, dict[str, object], int]  # (architecture, source, target, params, seed)
 
 
 def config_hash(config: dict[str, object]) -> str:
@@ -32,9 +41,15 @@ def config_hash(config: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def seed_major(
-    jobs: list[tuple[str, str, str, dict[str, object], int]], seed: int | None
-) -> list[tuple[str, str, str, dict[str, object], int]]:
+def role_of(source: str, target: str) -> str:
+    """What a re-training is for: the search's best on its own backend, on another, or the
+    study's defaults."""
+    if source == DEFAULTS:
+        return DEFAULTS
+    return "retrain" if source == target else "cross"
+
+
+def seed_major(jobs: list[Job], seed: int | None) -> list[Job]:
     """The re-trainings in the order that lets the verdict tell a framework from the machine.
 
     Seed-major within each architecture: for each seed, every backend's run once, in an order
@@ -44,7 +59,7 @@ def seed_major(
     and the shuffle keeps one backend from always going first (warm caches, turbo budget).
     Jobs are (architecture, source, target, params, seed) as `Retraining.run_one` takes them.
     """
-    by_block: dict[tuple[str, int], list[tuple[str, str, str, dict[str, object], int]]] = {}
+    by_block: dict[tuple[str, int], list[Job]] = {}
     for job in jobs:
         by_block.setdefault((job[0], job[4]), []).append(job)
     ordered = []
@@ -64,11 +79,12 @@ class Retraining:
 
     def run_all(self, searches: list[Search]) -> None:
         """Each backend's best config on fresh seeds, and on the other backend(s)."""
-        for run_id in self.context.tracker.running_runs(roles=("retrain", "cross")):
+        for run_id in self.context.tracker.running_runs(roles=ROLES):
             owner = self.context.tracker.tag(run_id, "owner")
             if owner and owner_is_dead(owner):
                 self.context.tracker.finish(run_id, "KILLED", ORPHANED)
-        wanted: list[tuple[str, str, str, dict[str, object], int]] = []
+        wanted: list[Job] = []
+        study = self.context.study
         for opened in searches:
             params = search.best_params(opened.optuna_study)
             if params is None:
@@ -78,9 +94,12 @@ class Retraining:
             if self.context.study.retrain.cross_backend:
                 targets += [b for b in self.context.study.backends if b != source]
             for target in targets:
-                for seed in range(self.context.study.retrain.seeds):
+                for seed in range(study.retrain.seeds):
                     wanted.append((opened.architecture, source, target, params, seed))
-        todo: queue.Queue[tuple[tuple[str, str, str, dict[str, object], int], int]] = queue.Queue()
+            if study.searched and source == study.baseline and params != study.search_defaults():
+                for seed in range(study.retrain.seeds):
+                    wanted.append((opened.architecture, DEFAULTS, source, {}, seed))
+        todo: queue.Queue[tuple[Job, int]] = queue.Queue()
         for position, job in enumerate(seed_major(wanted, self.context.study.sampler.seed)):
             todo.put((job, position))
 
@@ -104,8 +123,9 @@ class Retraining:
         slot: int = 0,
         position: int = 0,
     ) -> None:
-        """One re-training of `source`'s best params on `target`, unless it finished before."""
-        role = "retrain" if source == target else "cross"
+        """One re-training of `source`'s best params on `target` (or of the study's defaults),
+        unless it finished before."""
+        role = role_of(source, target)
         name = f"{self.context.study.name}/{architecture}/{target}"
         config = self.context.study.run_config(target, architecture, params, seed=seed).as_params()
         tags = {
@@ -120,17 +140,27 @@ class Retraining:
         if self.context.tracker.finished_runs(**tags):
             self.context.on_event(Skipped(name))
             return  # resumed: this one is done
-        optuna_name = search.optuna_study_name(self.context.study, architecture, source)
+        searched_on = target if role == DEFAULTS else source
+        optuna_name = search.optuna_study_name(self.context.study, architecture, searched_on)
         parent = self.context.tracker.search_run(
-            self.context.study.name, architecture, source, optuna_name
+            self.context.study.name, architecture, searched_on, optuna_name
         )
-        label = f"{architecture}/{target} " + (
-            f"retrain seed {seed}" if role == "retrain" else f"cross from {source} seed {seed}"
+        label = (
+            f"{architecture}/{target} "
+            + {
+                "retrain": f"retrain seed {seed}",
+                "cross": f"cross from {source} seed {seed}",
+                DEFAULTS: f"defaults seed {seed}",
+            }[role]
         )
         # Where the run sits in the seed-major order, so that a report can show the design held.
         placed = {"owner": owner_tag(), "run_order": str(position)}
         run_id = self.context.tracker.start(label, {**tags, **placed}, parent=parent)
-        job_label = f"{name} {source} best config, seed {seed}"
+        job_label = (
+            f"{name} defaults, seed {seed}"
+            if role == DEFAULTS
+            else f"{name} {source} best config, seed {seed}"
+        )
         self.context.on_event(RetrainStarted(job_label))
         job = TrialJob(
             config=config,
@@ -140,7 +170,8 @@ class Retraining:
             folder=str(
                 self.context.places.out
                 / "jobs"
-                / f"{optuna_name}/{source}-best-on-{target}-seed-{seed}"
+                / optuna_name
+                / f"{source}{'' if role == DEFAULTS else '-best'}-on-{target}-seed-{seed}"
             ),
         )
         outcome = self.context.jobs.execute(job, run_id, job_label, slot)

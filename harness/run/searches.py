@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from harness import search
 from harness.ownership import owner_tag
+from harness.run.deadline import Deadline, pace
 from harness.run.devices import describe_slot
 from harness.run.events import DeadTrial, SearchOpened, TrialDone, TrialStarted
 from harness.run.tracked import INTERRUPTED
@@ -55,9 +56,12 @@ class Searches:
         # take it; PostgreSQL can (between machines, the storage alone keeps claims apart).
         self.claiming = threading.Lock()
         self.claiming_file = sqlite_lock(context.places.storage_url)
+        self.deadline = Deadline.of(context.study, context.pool.workers)
+        self.started = time.monotonic()  # `[budget] study_minutes` counts from `run_all`
 
     def run_all(self) -> list[Search]:
         """Every search of the study to its budget, on all worker slots; `bench worker`."""
+        self.started = time.monotonic()
         searches = [
             self.open(architecture, backend)
             for architecture in self.context.study.architectures
@@ -104,6 +108,16 @@ class Searches:
             return False
         return time.monotonic() > opened.started + 60 * minutes
 
+    def past_deadline(self, opened: Search, searches: list[Search], tally: search.Tally) -> bool:
+        """`[budget] study_minutes`: whether another trial of `opened` would run into the
+        later searches' shares or the re-trainings' reserve (`harness.run.deadline`)."""
+        if self.deadline is None:
+            return False
+        paces = [pace(search.seconds_per_epoch(each.optuna_study)) for each in searches]
+        tried = tally.finished + tally.running + tally.failed
+        elapsed = time.monotonic() - self.started
+        return not self.deadline.may_start(searches.index(opened), elapsed, paces, tried)
+
     def work_on(self, searches: list[Search], slot: int) -> None:
         """One worker slot: run trials of the first search with room in its budget, until all
         are done. A search whose budget is taken by running trials (of any worker, any machine)
@@ -118,7 +132,12 @@ class Searches:
                 tally = search.Tally.of(opened.optuna_study)
                 # A search that keeps failing stops instead of looping forever.
                 given_up = tally.failed >= max(budget, 3)
-                if tally.finished >= budget or self.out_of_time(opened) or given_up:
+                if (
+                    tally.finished >= budget
+                    or self.out_of_time(opened)
+                    or given_up
+                    or self.past_deadline(opened, searches, tally)
+                ):
                     self.close(opened)
                     continue
                 with self.claiming, self.claiming_file:

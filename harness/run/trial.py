@@ -34,7 +34,9 @@ COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
 class TrialJob:
     config: dict[str, object]  # RunConfig fields
     data: str  # resolved dataset source
-    objective: str  # per-epoch metric reported to the pruner, e.g. "val_accuracy"
+    # The per-epoch metric reported to the pruner, e.g. "val_accuracy"; it also picks the best
+    # epoch whose weights the test split is scored with (RunConfig.test_weights "best_epoch").
+    objective: str
     evaluate_test: bool
     folder: str  # where the outcome and the artifacts go
     storage_url: str | None = None  # Optuna storage, for search trials only
@@ -58,7 +60,7 @@ class TrialJob:
 @dataclass
 class Outcome:
     state: str  # COMPLETE, PRUNED or FAIL
-    value: float | None = None  # the objective at the last epoch
+    value: float | None = None  # the objective: at its best epoch, or the last (test_weights)
     reason: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)  # end-of-run figures
     artifacts: list[str] = field(default_factory=list)  # files to attach to the run
@@ -127,7 +129,11 @@ def run(job: TrialJob, report: EventHandler = emit) -> Outcome:
         from harness.study.schema import Pruner
 
         reporter = TrialReporter(
-            job.storage_url, job.optuna_study, job.trial_number, Pruner(**job.pruner)
+            job.storage_url,
+            job.optuna_study,
+            job.trial_number,
+            Pruner(**job.pruner),
+            config.epochs,  # the study's: RunConfig's epochs are the study file's
         )
 
     def on_epoch(epoch: EpochResult) -> None:
@@ -145,6 +151,7 @@ def run(job: TrialJob, report: EventHandler = emit) -> Outcome:
             on_epoch=on_epoch,
             evaluate_test=job.evaluate_test,
             on_start=lambda started: report(Tags(started.execution_tags())),
+            select_by=job.objective,  # the best epoch, where the test uses its weights
         )
     except Stop as stop:
         return Outcome(PRUNED, stop.value, str(stop))
@@ -156,13 +163,29 @@ def run(job: TrialJob, report: EventHandler = emit) -> Outcome:
     cpu_per_wall = (time.process_time() - cpu_started) / (time.perf_counter() - wall_started)
     return Outcome(
         COMPLETE,
-        result.epochs[-1].as_metrics()[job.objective],
+        objective_value(
+            config.test_weights,
+            [e.as_metrics()[job.objective] for e in result.epochs],
+            job.objective,
+        ),
         None,
         {**result.summary_metrics(), "process_cpu_per_wall": cpu_per_wall},
         write_texts(result, Path(job.folder)),
         [{"epoch": e.epoch, **e.as_metrics()} for e in result.epochs],
         None if result.confusion is None else result.confusion.tolist(),
     )
+
+
+def objective_value(test_weights: str, values: list[float], objective: str) -> float:
+    """What a finished trial tells the search: the objective at its best epoch where the
+    study tests the best epoch's weights (the search then ranks configurations by the figure
+    their re-trainings are tested with), else at its last epoch."""
+    from harness.metrics import METRIC_DIRECTION
+
+    if test_weights != "best_epoch":
+        return values[-1]
+    finite = [v for v in values if math.isfinite(v)] or values
+    return (max if METRIC_DIRECTION[objective] == "maximize" else min)(finite)
 
 
 def write_texts(result, folder: Path) -> list[str]:

@@ -7,7 +7,7 @@ how trials are suggested, claimed, closed and found dead, `reporter` the trial p
 (pruning, heartbeats), `records` what a search found, read back for the report.
 """
 
-from harness.search.records import TrialRecord, read_trials
+from harness.search.records import TrialRecord, read_importances, read_trials
 from harness.search.reporter import TrialReporter
 from harness.search.storage import (
     GRACE_SECONDS,
@@ -42,6 +42,7 @@ from harness.search.trials import (
     link_run,
     linked_run,
     requeue,
+    seconds_per_epoch,
     suggest,
 )
 
@@ -72,9 +73,11 @@ __all__ = [
     "open_search",
     "open_storage",
     "optuna_study_name",
+    "read_importances",
     "read_trials",
     "reading",
     "requeue",
+    "seconds_per_epoch",
     "stale_trial_ids",
     "stored_definitions",
     "suggest",

@@ -11,6 +11,7 @@ import optuna
 from harness.search.storage import HEARTBEAT_SECONDS, open_storage
 from harness.search.studies import make_pruner
 from harness.study.schema import Pruner
+from harness.study.tables import MULTI_FIDELITY
 
 
 @functools.lru_cache(maxsize=4)
@@ -29,12 +30,21 @@ class TrialReporter:
     """
 
     def __init__(
-        self, storage_url: str, study_name: str, trial_number: int, pruner: Pruner
+        self,
+        storage_url: str,
+        study_name: str,
+        trial_number: int,
+        pruner: Pruner,
+        epochs: int,
     ) -> None:
         self.storage = process_storage(storage_url)
-        # Storages keep no pruner: it must be the study file's, passed along by the parent.
+        # A multi-fidelity pruner's rung can fall on the last epoch (epochs count from 1): a
+        # trial that trained every epoch is complete, not pruned, so it is not asked then.
+        self.last_asked = epochs - 1 if pruner.type in MULTI_FIDELITY else epochs
+        # Storages keep no pruner: it must be the study file's, passed along by the parent with
+        # the study's epochs (a Hyperband pruner's default max_resource).
         search = optuna.load_study(
-            study_name=study_name, storage=self.storage, pruner=make_pruner(pruner)
+            study_name=study_name, storage=self.storage, pruner=make_pruner(pruner, epochs)
         )
         study_id = self.storage.get_study_id_from_name(study_name)
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
@@ -63,4 +73,4 @@ class TrialReporter:
     def report(self, value: float, epoch: int) -> bool:
         """True when the pruner says this trial should stop."""
         self.trial.report(value, epoch)
-        return self.trial.should_prune()
+        return epoch <= self.last_asked and self.trial.should_prune()

@@ -23,8 +23,26 @@ def make_sampler(study: Study) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=study.sampler.seed)
 
 
-def make_pruner(pruner: Pruner) -> optuna.pruners.BasePruner:
+def make_pruner(pruner: Pruner, epochs: int) -> optuna.pruners.BasePruner:
+    """The study file's pruner; `epochs` (the study's) is Hyperband's default max_resource.
+
+    Both the search (whose sampler reads a Hyperband pruner's brackets) and each trial process
+    build it, from the same table and epochs. Trials report each epoch as step 1, 2, ..., so
+    a resource of n is n epochs.
+    """
     match pruner.type:
+        case "hyperband":
+            return optuna.pruners.HyperbandPruner(
+                min_resource=pruner.min_resource,
+                max_resource=pruner.max_resource or epochs,
+                reduction_factor=pruner.reduction_factor,
+            )
+        case "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=pruner.min_resource,
+                reduction_factor=pruner.reduction_factor,
+                min_early_stopping_rate=pruner.min_early_stopping_rate,
+            )
         case "median":
             return optuna.pruners.MedianPruner(pruner.n_startup_trials, pruner.n_warmup_steps)
         case "percentile":
@@ -47,7 +65,7 @@ def open_search(
         study_name=name,
         storage=storage,
         sampler=make_sampler(study),
-        pruner=make_pruner(study.pruner),
+        pruner=make_pruner(study.pruner, study.epochs),
         direction=study.objective.direction,
         load_if_exists=True,
     )

@@ -93,6 +93,23 @@ class Tally:
         )
 
 
+def seconds_per_epoch(search: optuna.Study) -> list[float]:
+    """Wall seconds per epoch of each finished trial, from its claim to its outcome.
+
+    What a run of this search costs on these machines, start-up and evaluation included, for
+    `[budget] study_minutes` (`harness.run.deadline`). A trial reports one step per epoch, so
+    its steps count the epochs it ran; a pruned trial's start-up spread over fewer epochs only
+    makes the pace slower, the safe side for a reserve.
+    """
+    paces = []
+    for trial in search.get_trials(deepcopy=False, states=FINISHED):
+        epochs = len(trial.intermediate_values)
+        if epochs and trial.datetime_start and trial.datetime_complete:
+            seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+            paces.append(seconds / epochs)
+    return paces
+
+
 def _is_surplus(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.user_attrs.get("failure_reason") in (SURPLUS_REASON, SECOND_DEFAULTS_REASON)
 

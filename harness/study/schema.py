@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from backends import BACKENDS
 from harness.config import RunConfig
 from harness.errors import BenchError
-from harness.study.errors import describe, one_line
+from harness.study.errors import describe, one_line, problem, show
 from harness.study.files import locate, read_toml, shipped_studies
 from harness.study.knobs import KNOBS, Knob, Value, check_runnable, typed_fixed, typed_search
 from harness.study.tables import (
+    MULTI_FIDELITY,
     Budget,
     DataOptions,
     Header,
@@ -32,6 +33,11 @@ from harness.study.tables import (
     Task,
     Verdict,
 )
+
+TESTED_WITH = {  # [retrain] test_weights, as `bench run --dry-run` says it
+    "best_epoch": "the best validation epoch's weights (the final epoch's scored beside them)",
+    "final": "the final epoch's weights",
+}
 
 __all__ = [
     "KNOBS",
@@ -78,6 +84,27 @@ class _File(Table):
         check_runnable(self.fixed, self.search)
         return self
 
+    @model_validator(mode="after")
+    def _pruner_within_epochs(self) -> _File:
+        # A rung past the last epoch is never reached: the pruner would silently never prune.
+        pruner, epochs = self.pruner, self.study.epochs
+        if pruner.type not in MULTI_FIDELITY:
+            return self
+        for key in ("min_resource", "max_resource"):
+            value = getattr(pruner, key)
+            if value is not None and value > epochs:
+                raise problem(("pruner", key), f"expected <= study.epochs ({epochs})", show(value))
+        if pruner.first_rung() > epochs:
+            raise problem(
+                ("pruner", "min_early_stopping_rate"),
+                "expected min_resource x reduction_factor^min_early_stopping_rate <= "
+                f"study.epochs ({epochs}), or no trial is ever judged",
+                f"{pruner.min_early_stopping_rate} ({pruner.min_resource} x "
+                f"{pruner.reduction_factor}^{pruner.min_early_stopping_rate} = "
+                f"{pruner.first_rung()} epochs)",
+            )
+        return self
+
 
 class Study(BaseModel):
     """A validated study file: what `bench search` runs, flattened for its readers."""
@@ -93,6 +120,8 @@ class Study(BaseModel):
     backends: list[str]
     baseline: str  # the backend the report compares the others against
     epochs: int
+    sized_for: str = "any"  # "gpu": refused on a machine without one (harness.run.sizing)
+    cpu_study: str | None = None  # the study that refusal suggests instead
     budget: Budget
     objective: Objective
     sampler: Sampler
@@ -105,7 +134,16 @@ class Study(BaseModel):
 
     def default_params(self) -> dict[str, object]:
         """Fixed values plus each searched knob's default: the first trial of every search."""
-        return {**self.fixed, **{name: knob.default for name, knob in self.search.items()}}
+        return {**self.fixed, **self.search_defaults()}
+
+    def search_defaults(self) -> dict[str, object]:
+        """Each searched knob's default, as a search's params: what tuning is measured against."""
+        return {name: knob.default for name, knob in self.search.items()}
+
+    @property
+    def searched(self) -> bool:
+        """Whether the searches may try more than their first trial (the defaults)."""
+        return self.budget.trials is None or self.budget.trials > 1
 
     def plan(self) -> list[str]:
         """What running the study means, as lines for a person (`bench run --dry-run`)."""
@@ -113,6 +151,9 @@ class Study(BaseModel):
         limits = [f"{trials} trial{'s' if trials != 1 else ''}"] if trials else []
         if self.budget.timeout_minutes:
             limits.append(f"{self.budget.timeout_minutes:g} minutes")
+        total = self.budget.study_minutes
+        if total:
+            limits.append("its share of the total budget")
         searches = len(self.architectures) * len(self.backends)
         seeds, others = self.retrain.seeds, len(self.backends) - 1
         cross = others if self.retrain.cross_backend else 0
@@ -121,11 +162,30 @@ class Study(BaseModel):
             f"searches: {searches}, one per (architecture, backend), each stopping at "
             f"{' or '.join(limits)}, whichever comes first",
             *(f"  {name}: {', '.join(self.backends)}" for name in self.architectures),
-            f"re-trainings: the best of each search on {seeds} seeds ({searches * seeds} runs)",
+            *(
+                [
+                    f"total budget: {total:g} minutes for the whole study, re-trainings included: "
+                    "their time is reserved at the pace of the trials that finished, and the "
+                    "searches share the rest equally (each runs at least its first trial)"
+                ]
+                if total
+                else []
+            ),
+            f"re-trainings: the best of each search on {seeds} seeds ({searches * seeds} runs), "
+            f"tested with {TESTED_WITH[self.retrain.test_weights or 'final']}",
             f"cross runs: the best of each search on the other backend(s) ({others}), "
             f"{seeds} seeds each ({searches * cross * seeds} runs)"
             if cross
             else "cross runs: none",
+            *(
+                [
+                    f"defaults: re-trained on {self.baseline}, {seeds} seeds per architecture "
+                    f"(at most {len(self.architectures) * seeds} runs; none where its search "
+                    "chose them), to measure what tuning bought"
+                ]
+                if self.searched
+                else []
+            ),
             f"baseline of the report: {self.baseline}",
         ]
 
@@ -151,6 +211,7 @@ class Study(BaseModel):
             seed=seed,
             subset=self.data.subset,
             validation_fraction=self.data.validation_fraction,
+            test_weights=self.retrain.test_weights,
             **{**self.default_params(), **params},  # type: ignore[arg-type]
         )
 
@@ -165,7 +226,7 @@ def load_study(name_or_path: str | Path) -> Study:
         raise one_line(f"{shown}: {describe(error.errors()[0], set(_File.model_fields))}") from None
     header = file.study.model_dump()
     header["baseline"] = header["baseline"] or header["backends"][0]
-    return Study(
+    study = Study(
         path=path,
         **header,
         budget=file.budget,
@@ -177,6 +238,14 @@ def load_study(name_or_path: str | Path) -> Study:
         verdict=file.verdict,
         fixed=file.fixed,
         search=file.search,
+    )
+    if study.retrain.test_weights is not None:
+        return study
+    # A search's last epoch is often past its best; a study that only re-runs its defaults
+    # keeps the final epoch's figures, as studies did before the key existed.
+    weights = "best_epoch" if study.searched else "final"
+    return study.model_copy(
+        update={"retrain": study.retrain.model_copy(update={"test_weights": weights})}
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from backends import BACKENDS
+from harness.metrics import METRIC_DIRECTION
 from harness.model_spec import ARCHITECTURES, CAUSAL_ARCHITECTURES
 from harness.study.errors import problem, show
 
@@ -21,11 +22,6 @@ from harness.study.errors import problem, show
 # letter or digit, so that neither "." nor ".." (nor a hidden file) can be a study, and is short.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RULE = "a name of 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
-METRIC_DIRECTION = {
-    "val_accuracy": "maximize",
-    "val_loss": "minimize",
-    "val_perplexity": "minimize",
-}
 Task = Literal["classification", "language_model"]
 
 
@@ -61,6 +57,10 @@ class Header(Table):
     # The backend every other one is compared against in the report; the first by default.
     baseline: str | None = None
     epochs: int = Field(ge=1)
+    # "gpu": `bench run` refuses a machine without one, in one line with an estimate of the
+    # hours it would take there (`--on-cpu` runs it anyway); "any" (the default): no check.
+    sized_for: Literal["any", "gpu"] = "any"
+    cpu_study: str | None = None  # what that refusal suggests instead, e.g. "imdb-cpu"
 
     @field_validator("name")
     @classmethod
@@ -69,10 +69,10 @@ class Header(Table):
             raise problem((), f"expected {NAME_RULE}", show(name))
         return name
 
-    @field_validator("description")
+    @field_validator("description", "cpu_study")
     @classmethod
-    def _printable(cls, text: str) -> str:
-        if not text.isprintable():  # it is printed as one line of a table
+    def _printable(cls, text: str | None) -> str | None:
+        if text is not None and not text.isprintable():  # it is printed in one line
             raise problem((), "expected one line of printable text", show(text))
         return text
 
@@ -86,6 +86,15 @@ class Header(Table):
             if name in names[:index]:
                 raise problem((index,), "expected each name once", f"{name!r} again")
         return names
+
+    @model_validator(mode="after")
+    def _cpu_study_for_gpu_studies(self) -> Header:
+        # Only a study sized for a GPU is ever refused, so only it can suggest another.
+        if self.cpu_study is not None and self.sized_for != "gpu":
+            raise problem(
+                ("cpu_study",), "expected only with sized_for = 'gpu'", show(self.cpu_study)
+            )
+        return self
 
     @model_validator(mode="after")
     def _baseline_among_backends(self) -> Header:
@@ -113,15 +122,19 @@ class Header(Table):
 
 
 class Budget(Table):
-    """How long one (architecture, backend) search may run; it stops at whichever comes first."""
+    """How long the searches may run: each stops at whichever of its limits comes first."""
 
-    trials: int | None = Field(default=None, ge=1)  # finished (complete or pruned) trials
-    timeout_minutes: float | None = Field(default=None, gt=0)  # wall clock
+    trials: int | None = Field(default=None, ge=1)  # finished (complete or pruned) per search
+    timeout_minutes: float | None = Field(default=None, gt=0)  # wall clock per search
+    # The whole study's wall clock, re-trainings included (`harness.run.deadline`); None: none.
+    study_minutes: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _bounded(self) -> Budget:
-        if self.trials is None and self.timeout_minutes is None:
-            raise problem((), "expected trials or timeout_minutes (or both)", "neither")
+        if self.trials is None and self.timeout_minutes is None and self.study_minutes is None:
+            raise problem(
+                (), "expected trials, timeout_minutes or study_minutes (any of them)", "none"
+            )
         return self
 
 
@@ -147,26 +160,61 @@ class Sampler(Table):
     seed: int = Field(default=0, ge=0, lt=2**32)  # NumPy's legacy generator takes no larger
 
 
+PrunerType = Literal["median", "percentile", "threshold", "hyperband", "successive_halving", "none"]
+MULTI_FIDELITY = ("hyperband", "successive_halving")  # pruners whose resource is epochs
+# Which pruner types read each key: a key given to a pruner that ignores it is almost always a
+# mistyped `type`.
+_READERS = {
+    "percentile": ("percentile",),
+    "lower": ("threshold",),
+    "upper": ("threshold",),
+    "min_resource": MULTI_FIDELITY,
+    "reduction_factor": MULTI_FIDELITY,
+    "max_resource": ("hyperband",),
+    "min_early_stopping_rate": ("successive_halving",),
+}
+
+
 class Pruner(Table):
-    type: Literal["median", "percentile", "threshold", "none"] = "median"
+    type: PrunerType = "median"
     n_startup_trials: int = Field(default=2, ge=0)  # trials that finish before any is pruned
     n_warmup_steps: int = Field(default=0, ge=0)  # epochs reported before pruning may start
     percentile: float = Field(default=25.0, gt=0, lt=100)  # only for "percentile"
     lower: float | None = None  # only for "threshold"
     upper: float | None = None
+    # Hyperband and successive halving (Optuna's), with epochs as the resource:
+    min_resource: int = Field(default=1, ge=1)  # epochs every trial runs before it is judged
+    # Only for "hyperband": its R, which sets its brackets (a trial not pruned still runs every
+    # epoch); None: the study's epochs.
+    max_resource: int | None = Field(default=None, ge=1)
+    reduction_factor: int = Field(default=3, ge=2)  # 1 in this many goes on at each rung
+    # Only for "successive_halving": the first rung is min_resource x reduction_factor^this.
+    min_early_stopping_rate: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> Pruner:
-        # A bound given to a pruner that ignores it is almost always a mistyped `type`.
-        for key, owner in (
-            ("percentile", "percentile"),
-            ("lower", "threshold"),
-            ("upper", "threshold"),
-        ):
-            if key in self.model_fields_set and self.type != owner:
+        for key, readers in _READERS.items():
+            if key in self.model_fields_set and self.type not in readers:
+                types = " or ".join(repr(reader) for reader in readers)
                 raise problem(
-                    (key,), f"expected only with type = {owner!r}", show(getattr(self, key))
+                    (key,), f"expected only with type = {types}", show(getattr(self, key))
                 )
+        if self.type in MULTI_FIDELITY:
+            # Its rungs decide when it judges a trial: a count of trials or steps is a mistake.
+            for key in ("n_startup_trials", "n_warmup_steps"):
+                if key in self.model_fields_set:
+                    raise problem(
+                        (key,),
+                        f"expected no {key} with type = {self.type!r} (min_resource and "
+                        "reduction_factor decide when it prunes)",
+                        show(getattr(self, key)),
+                    )
+        if self.max_resource is not None and self.min_resource > self.max_resource:
+            raise problem(
+                ("min_resource",),
+                f"expected <= max_resource ({self.max_resource})",
+                show(self.min_resource),
+            )
         if self.type == "threshold":
             if self.lower is None and self.upper is None:
                 raise problem(
@@ -177,6 +225,12 @@ class Pruner(Table):
                     (), "expected lower <= upper", f"lower={self.lower}, upper={self.upper}"
                 )
         return self
+
+    def first_rung(self) -> int:
+        """The epoch at which a multi-fidelity pruner first judges a trial."""
+        if self.type == "successive_halving":
+            return self.min_resource * self.reduction_factor**self.min_early_stopping_rate
+        return self.min_resource
 
 
 class DataOptions(Table):
@@ -189,6 +243,11 @@ class Retrain(Table):
 
     seeds: int = Field(default=3, ge=1)  # seeds 0, 1, ..., seeds - 1
     cross_backend: bool = True  # also run each backend's best config on the other backend
+    # Which weights score the test split: "best_epoch" (the best validation epoch's, as Keras's
+    # EarlyStopping(restore_best_weights=True); the final epoch's are scored too) or "final".
+    # Unset: "best_epoch" when the study searches ([budget] trials unset or > 1), else "final";
+    # `load_study` resolves it, so a Study always names it.
+    test_weights: Literal["best_epoch", "final"] | None = None
 
 
 class Verdict(Table):
