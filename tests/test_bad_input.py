@@ -4,18 +4,16 @@ broken archives. Each case runs the real `bench` in a subprocess, from a folder 
 and must end in exit code 2 with one line of output, no traceback, no password anywhere in
 the output or on disk, and nothing created where it was refused.
 
-The cases run in a bounded pool of subprocesses per class (hypothesis draws the inputs; the
-subprocesses then run side by side on this worker's cores, since each spends most of its time
-starting Python). At least 200 cases in all.
+Each case is a process of its own, forked from a driver that imported `bench` once
+(tests/forked_bench.py): a fresh `python -m harness` per case spent most of its time starting
+Python. Two drivers run side by side (hypothesis draws the inputs). At least 200 cases in all.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
-import os
 import subprocess
-import sys
 import tarfile
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +23,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 from conftest import study_document
+from forked_bench import ForkedBench, environment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +41,7 @@ class Case:
     files: dict[str, bytes] | None = None  # other files to write first (e.g. a broken archive)
 
 
-def run_case(case: Case) -> tuple[Case, subprocess.CompletedProcess[str], Path]:
+def run_case(case: Case, bench: ForkedBench) -> tuple[Case, subprocess.CompletedProcess[str], Path]:
     """Run one case from an empty folder of its own; `--out` points inside it."""
     folder = Path(tempfile.mkdtemp(prefix="bad-input-"))
     for name, content in (case.files or {}).items():
@@ -53,23 +52,26 @@ def run_case(case: Case) -> tuple[Case, subprocess.CompletedProcess[str], Path]:
         args += ["--study", str(folder / "study.toml")]
     if "train" not in args and "--out" not in args:
         args += ["--out", str(folder / "out")]
-    env = {**os.environ, "BENCH_LOCK_SECONDS": "3", "COLUMNS": "200"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        cwd=folder,
-        timeout=120,  # a hang fails the test instead of hanging it
-        env=env,
-    )
+    done = bench.run(args, cwd=folder, timeout=120)  # a hang fails the test instead of hanging it
     return case, done, folder
+
+
+def run_cases(cases: list[Case]) -> list[tuple[Case, subprocess.CompletedProcess[str], Path]]:
+    """Every case, PARALLEL at a time, each through a forking driver of its own."""
+    env = environment(BENCH_LOCK_SECONDS="3", COLUMNS="200")
+
+    def share(part: list[Case]) -> list[tuple[Case, subprocess.CompletedProcess[str], Path]]:
+        with ForkedBench(env) as bench:
+            return [run_case(case, bench) for case in part]
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        parts = list(pool.map(share, [cases[i::PARALLEL] for i in range(PARALLEL)]))
+    return [result for part in parts for result in part]
 
 
 def check_refused(cases: list[Case]) -> None:
     """Every case: exit 2, one line, no traceback, no password, nothing new on disk."""
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        results = list(pool.map(run_case, cases))
+    results = run_cases(cases)
     for case, done, folder in results:
         output = (done.stdout + done.stderr).strip()
         shown = f"{case.args} -> rc {done.returncode}: {output[-1500:]}"

@@ -145,7 +145,10 @@ def test_tuning_gain_is_paired_by_seed_against_the_defaults(report: Report) -> N
         assert words.startswith(f"{backend} tuned better")
         assert f"[{expected.low:+.4f}, {expected.high:+.4f}]" in words
         assert "n 5/5 seeds paired" in words
-    assert any(line.startswith("lstm (keras tuned vs keras defaults): accuracy: keras tuned better") for line in report.tuning)
+    assert any(
+        line.startswith("lstm (keras tuned vs keras defaults): accuracy: keras tuned better")
+        for line in report.tuning
+    )
     written = (report.paths["markdown"]).read_text()
     assert "## What tuning bought" in written
 

@@ -41,6 +41,7 @@ TUNING_NOTE = (
     "exist, another search's best configuration against a backend's own, on that backend and "
     "the same seeds: a difference there is the searches' choice, not the framework."
 )
+OPTIONAL_COLUMNS = ("test accuracy, final epoch",)  # shown only where some run has them
 Cell = Callable[[pd.Series], str]  # (table row) -> the formatted cell
 
 
@@ -72,7 +73,10 @@ def format_sections(
     ):
         frame = pd.DataFrame(index=table.index)
         for label, cell in spec:
-            frame[label] = [cell(row) for _, row in table.iterrows()]
+            cells = [cell(row) for _, row in table.iterrows()]
+            if label in OPTIONAL_COLUMNS and not any(cells):
+                continue  # e.g. the final epoch's test figure of a study that tests the final
+            frame[label] = cells
         sections[title] = frame
     if len(cross):
         name, label = view.cross

@@ -23,6 +23,8 @@ VIEWS = {
     "classification": TaskView(
         tests=(
             ("test_accuracy", "test accuracy"),
+            # The final epoch's, where the study tests the best validation epoch's weights.
+            ("final_test_accuracy", "test accuracy, final epoch"),
             ("test_f1", "test F1"),
             ("test_roc_auc", "test ROC-AUC"),
             ("test_perplexity", "test perplexity"),
