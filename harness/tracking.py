@@ -143,7 +143,8 @@ def finished_run_seconds(tracking_uri: str, experiment: str) -> list[float]:
     return [
         (run.info.end_time - run.info.start_time) / 1000
         for run in runs
-        if run.data.tags.get("role") in ("trial", "retrain", "cross") and run.info.end_time
+        if run.data.tags.get("role") in ("trial", "retrain", "cross", "defaults")
+        and run.info.end_time
     ]
 
 

@@ -14,8 +14,9 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 from study_texts import DROP, toml
 
+from harness.run.deadline import WALL_PER_TRAINING_SECOND as WALL
 from harness.run.deadline import Deadline, pace, retrain_runs
-from harness.search import seconds_per_epoch
+from harness.search import PACE, record_pace, seconds_per_epoch
 from harness.study.schema import Study, load_study
 
 
@@ -56,24 +57,29 @@ def test_the_reserve_is_the_retrainings_at_each_searchs_pace() -> None:
     # gru/keras has no finished trial yet: taken as slow as the slowest measured (4 s/epoch).
     paces = [2.0, 3.5, 4.0, None]
     assert deadline.filled(paces) == [2.0, 3.5, 4.0, 4.0]
-    assert deadline.reserve(paces) == 5 * (15 * 2.0 + 10 * 3.5 + 15 * 4.0 + 10 * 4.0)  # 825 s
+    # 825 training seconds, scaled to wall time (validation, test scoring, start-up)
+    training = 5 * (15 * 2.0 + 10 * 3.5 + 15 * 4.0 + 10 * 4.0)
+    assert deadline.reserve(paces) == pytest.approx(training * WALL)
     two_slots = Deadline(seconds=3600.0, epochs=5, workers=2, runs=(15, 10, 15, 10))
-    assert two_slots.reserve(paces) == 412.5  # re-trainings run side by side
+    assert two_slots.reserve(paces) == pytest.approx(training * WALL / 2)  # side by side
     assert deadline.reserve([None] * 4) == 0.0  # nothing measured: the first trials measure
 
 
 def test_each_search_gets_an_equal_share_of_what_the_reserve_leaves() -> None:
     deadline = Deadline(seconds=3600.0, epochs=5, workers=1, runs=(15, 10, 15, 10))
     paces = [2.0, 3.5, 4.0, None]
-    searching = 3600.0 - 825.0
+    searching = 3600.0 - 825.0 * WALL
     ends = [deadline.search_end(position, paces) for position in range(4)]
     assert ends == pytest.approx([searching / 4, searching / 2, searching * 3 / 4, searching])
-    # The first search's trials take 10 s (5 epochs at 2 s): one more fits until 683.75 s in.
-    assert deadline.may_start(0, 683.75, paces, tried=3)
-    assert not deadline.may_start(0, 684.0, paces, tried=3)
+    # The first search's trials take 10 training seconds (5 epochs at 2 s), scaled to wall time:
+    # one more fits until its share's end less that.
+    last_start = searching / 4 - 10 * WALL
+    assert deadline.may_start(0, last_start - 0.01, paces, tried=3)
+    assert not deadline.may_start(0, last_start + 0.01, paces, tried=3)
     # The last search may use the time the others left, up to the reserve, not into it.
-    assert deadline.may_start(3, 2750.0, paces, tried=1)  # 2750 + 20 <= 2775
-    assert not deadline.may_start(3, 2760.0, paces, tried=1)
+    last_start = searching - 20 * WALL
+    assert deadline.may_start(3, last_start - 0.01, paces, tried=1)
+    assert not deadline.may_start(3, last_start + 0.01, paces, tried=1)
 
 
 def test_a_search_always_runs_its_first_trial() -> None:
@@ -88,7 +94,13 @@ def test_paces_come_from_the_finished_trials_of_a_search() -> None:
     search = optuna.create_study(direction="maximize")
     start = dt.datetime(2026, 12, 1, 12, 0, 0)
 
-    def add(state: TrialState, seconds: float, epochs: int, value: float | None = None) -> None:
+    def add(
+        state: TrialState,
+        seconds: float,
+        epochs: int,
+        value: float | None = None,
+        attrs: dict[str, float] | None = None,
+    ) -> None:
         search.add_trial(
             FrozenTrial(
                 number=0,
@@ -100,7 +112,7 @@ def test_paces_come_from_the_finished_trials_of_a_search() -> None:
                 datetime_complete=start + dt.timedelta(seconds=seconds),
                 params={},
                 distributions={},
-                user_attrs={},
+                user_attrs=attrs or {},
                 system_attrs={},
                 intermediate_values={epoch: 0.5 for epoch in range(1, epochs + 1)},
             )
@@ -111,5 +123,20 @@ def test_paces_come_from_the_finished_trials_of_a_search() -> None:
     add(TrialState.PRUNED, 20.0, 1)  # pruned after its first epoch, start-up and all
     add(TrialState.FAIL, 300.0, 1)  # failed: says nothing of a run's length
     add(TrialState.PRUNED, 5.0, 0)  # diverged before reporting: no epoch to divide by
-    assert seconds_per_epoch(search) == [15.0, 20.0]
+    assert seconds_per_epoch(search) == [15.0, 20.0]  # no recorded pace: wall time per epoch
     assert pace(seconds_per_epoch(search)) == 17.5
+    # A recorded pace (training seconds per epoch) wins over the wall time, which carries a
+    # fresh worker's import and data loading.
+    add(TrialState.COMPLETE, 90.0, 2, value=0.7, attrs={PACE: 4.0})
+    assert seconds_per_epoch(search) == [15.0, 20.0, 4.0]
+
+
+def test_a_trial_records_its_steady_training_seconds_per_epoch() -> None:
+    """The first epoch carries graph building and compilation: left out where there are more."""
+    search = optuna.create_study()
+    three, one, none = search.ask(), search.ask(), search.ask()
+    record_pace(three, [10.0, 4.0, 5.0])
+    record_pace(one, [7.0])
+    record_pace(none, [])  # diverged before its first epoch ended: nothing to record
+    assert three.user_attrs[PACE] == 4.5 and one.user_attrs[PACE] == 7.0
+    assert PACE not in none.user_attrs

@@ -23,6 +23,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from harness.study.schema import Study
 
+# A run's wall time over its training time: validation each epoch, scoring the test split (twice
+# with the best epoch's weights), building the model, tracking. Paces are training seconds per
+# epoch (`harness.search.seconds_per_epoch`), so every estimate is scaled by this. Measured on
+# imdb-cpu-search (docs/results.md): see WALL_MEASURED there.
+WALL_PER_TRAINING_SECOND = 1.5
+
 
 def retrain_runs(study: Study, backend: str) -> int:
     """The re-training runs one (architecture, `backend`) search leads to (`run.retrain`).
@@ -75,7 +81,7 @@ class Deadline:
     def reserve(self, paces: Sequence[float | None]) -> float:
         """Wall seconds the re-trainings will take at these paces, spread over the slots."""
         runs = sum(n * p for n, p in zip(self.runs, self.filled(paces), strict=True))
-        return runs * self.epochs / self.workers
+        return runs * self.epochs * WALL_PER_TRAINING_SECOND / self.workers
 
     def search_end(self, position: int, paces: Sequence[float | None]) -> float:
         """Seconds from the start by which search `position` (0-based) must have ended."""
@@ -91,5 +97,5 @@ class Deadline:
         which its re-trainings need."""
         if tried == 0:
             return True
-        trial = self.filled(paces)[position] * self.epochs
+        trial = self.filled(paces)[position] * self.epochs * WALL_PER_TRAINING_SECOND
         return elapsed + trial <= self.search_end(position, paces)

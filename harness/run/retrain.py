@@ -96,9 +96,12 @@ class Retraining:
             for target in targets:
                 for seed in range(study.retrain.seeds):
                     wanted.append((opened.architecture, source, target, params, seed))
-            if study.searched and source == study.baseline and params != study.search_defaults():
+            if study.searched and source == study.baseline:
                 for seed in range(study.retrain.seeds):
-                    wanted.append((opened.architecture, DEFAULTS, source, {}, seed))
+                    if params != study.search_defaults():
+                        wanted.append((opened.architecture, DEFAULTS, source, {}, seed))
+                    else:  # its search chose the defaults: their re-trainings are these runs
+                        self.context.on_event(Skipped(f"{opened.name} defaults, seed {seed}"))
         todo: queue.Queue[tuple[Job, int]] = queue.Queue()
         for position, job in enumerate(seed_major(wanted, self.context.study.sampler.seed)):
             todo.put((job, position))

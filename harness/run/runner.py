@@ -112,4 +112,7 @@ def planned_jobs(study: Study, retrain: bool = True) -> int:
     searches = len(study.architectures) * len(study.backends)
     targets = len(study.backends) if study.retrain.cross_backend else 1
     trials = study.budget.trials or 0
-    return searches * (trials + (targets * study.retrain.seeds if retrain else 0))
+    # A study that searches re-trains its defaults once per architecture (`run.retrain`); where
+    # a search chose them, those jobs are counted as skipped.
+    defaults = len(study.architectures) * study.retrain.seeds if retrain and study.searched else 0
+    return searches * (trials + (targets * study.retrain.seeds if retrain else 0)) + defaults

@@ -194,6 +194,7 @@ class Searches:
         )
         outcome = self.context.jobs.execute(job, run_id, label, slot)
         state, value, reason = outcome.state, outcome.value, outcome.reason
+        search.record_pace(trial, [epoch["epoch_seconds"] for epoch in outcome.epochs])
         search.finish_trial(opened.optuna_study, trial, state, value, reason)
         best = search.best_value(opened.optuna_study)
         log = str(job.log_path)

@@ -93,18 +93,32 @@ class Tally:
         )
 
 
-def seconds_per_epoch(search: optuna.Study) -> list[float]:
-    """Wall seconds per epoch of each finished trial, from its claim to its outcome.
+PACE = "seconds_per_epoch"  # the user attribute `record_pace` writes
 
-    What a run of this search costs on these machines, start-up and evaluation included, for
-    `[budget] study_minutes` (`harness.run.deadline`). A trial reports one step per epoch, so
-    its steps count the epochs it ran; a pruned trial's start-up spread over fewer epochs only
-    makes the pace slower, the safe side for a reserve.
+
+def record_pace(trial: optuna.Trial, epoch_seconds: list[float]) -> None:
+    """Keep a trial's training seconds per epoch, the first epoch left out where there are
+    more (it carries graph building and compilation), for `seconds_per_epoch`."""
+    steady = epoch_seconds[1:] or epoch_seconds
+    if steady:
+        trial.set_user_attr(PACE, sum(steady) / len(steady))
+
+
+def seconds_per_epoch(search: optuna.Study) -> list[float]:
+    """Training seconds per epoch of each finished trial (`record_pace`), for `[budget]
+    study_minutes` (`harness.run.deadline`).
+
+    Not the trial's wall time over its epochs: a trial that was a fresh worker's first job
+    carries the framework's import and the data's loading, which would make a pace several
+    times too slow and reserve the whole budget for re-trainings. A trial that recorded no pace
+    (an older rnnbench) counts with its wall time per epoch.
     """
     paces = []
     for trial in search.get_trials(deepcopy=False, states=FINISHED):
         epochs = len(trial.intermediate_values)
-        if epochs and trial.datetime_start and trial.datetime_complete:
+        if PACE in trial.user_attrs:
+            paces.append(float(trial.user_attrs[PACE]))
+        elif epochs and trial.datetime_start and trial.datetime_complete:
             seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
             paces.append(seconds / epochs)
     return paces
