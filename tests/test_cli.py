@@ -134,7 +134,15 @@ def test_studies_lists_the_shipped_studies():
     done = bench("studies")
     assert done.returncode == 0
     names = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
-    assert names == ["imdb", "imdb-cpu", "imdb-gpu-quick", "imdb-lm", "imdb-lm-quick", "imdb-quick"]
+    assert names == [
+        "imdb",
+        "imdb-cpu",
+        "imdb-cpu-search",
+        "imdb-gpu-quick",
+        "imdb-lm",
+        "imdb-lm-quick",
+        "imdb-quick",
+    ]
 
 
 def test_unreachable_tracking_server_fails_before_any_training(tmp_path, imdb_slice):

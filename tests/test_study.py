@@ -24,6 +24,7 @@ def test_shipped_studies_are_listed_by_name() -> None:
     assert [study.name for study in studies] == [
         "imdb",
         "imdb-cpu",
+        "imdb-cpu-search",
         "imdb-gpu-quick",
         "imdb-lm",
         "imdb-lm-quick",
@@ -38,6 +39,7 @@ def test_shipped_studies_are_listed_by_name() -> None:
     [
         ("imdb", "classification"),
         ("imdb-cpu", "classification"),
+        ("imdb-cpu-search", "classification"),
         ("imdb-gpu-quick", "classification"),
         ("imdb-quick", "classification"),
         ("imdb-lm", "language_model"),

@@ -305,8 +305,8 @@ def test_unreadable_file(tmp_path: Path, kind: str) -> None:
 def test_unknown_study_name() -> None:
     message = _error("no-such-study")
     assert message == (
-        "unknown study 'no-such-study': expected a study file or one of imdb, imdb-cpu, imdb-lm, "
-        f"imdb-lm-quick, imdb-quick "
+        "unknown study 'no-such-study': expected a study file or one of imdb, imdb-cpu, "
+        "imdb-cpu-search, imdb-gpu-quick, imdb-lm, imdb-lm-quick, imdb-quick "
         f"(in {STUDIES_DIR})"
     )
 

@@ -27,7 +27,15 @@ import harness
 
 pytestmark = pytest.mark.slow
 SOURCES = ("pyproject.toml", "README.md", "harness", "backends", "studies")
-SHIPPED = ["imdb", "imdb-cpu", "imdb-gpu-quick", "imdb-lm", "imdb-lm-quick", "imdb-quick"]
+SHIPPED = [
+    "imdb",
+    "imdb-cpu",
+    "imdb-cpu-search",
+    "imdb-gpu-quick",
+    "imdb-lm",
+    "imdb-lm-quick",
+    "imdb-quick",
+]
 
 
 def run(*command: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
