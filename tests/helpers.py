@@ -19,6 +19,16 @@ from harness.initialization import initial_weights
 from harness.model_spec import ModelSpec, OptimizerSpec
 
 REPO = Path(__file__).resolve().parent.parent
+# The study files in studies/, by name, as `bench studies` lists them.
+SHIPPED_STUDIES = [
+    "imdb",
+    "imdb-cpu",
+    "imdb-cpu-search",
+    "imdb-gpu-quick",
+    "imdb-lm",
+    "imdb-lm-quick",
+    "imdb-quick",
+]
 TINY_VOCAB = 1000  # the vocabulary of conftest's `tiny_imdb`
 WEIGHTS_SEED = 3  # the initial weights `built` loads
 

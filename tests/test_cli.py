@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, bench
+from helpers import REPO, SHIPPED_STUDIES, bench
 
 from backends import BACKENDS
 from harness.config import RunConfig
@@ -134,15 +134,7 @@ def test_studies_lists_the_shipped_studies():
     done = bench("studies")
     assert done.returncode == 0
     names = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
-    assert names == [
-        "imdb",
-        "imdb-cpu",
-        "imdb-cpu-search",
-        "imdb-gpu-quick",
-        "imdb-lm",
-        "imdb-lm-quick",
-        "imdb-quick",
-    ]
+    assert names == SHIPPED_STUDIES
 
 
 def test_unreachable_tracking_server_fails_before_any_training(tmp_path, imdb_slice):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import SHIPPED_STUDIES
 from study_texts import DROP, toml
 
 from harness.config import RunConfig
@@ -21,15 +22,7 @@ from harness.study.schema import KNOBS, Pruner, list_studies, load_study
 
 def test_shipped_studies_are_listed_by_name() -> None:
     studies = list_studies()
-    assert [study.name for study in studies] == [
-        "imdb",
-        "imdb-cpu",
-        "imdb-cpu-search",
-        "imdb-gpu-quick",
-        "imdb-lm",
-        "imdb-lm-quick",
-        "imdb-quick",
-    ]
+    assert [study.name for study in studies] == SHIPPED_STUDIES
     assert all(study.description for study in studies)
     assert all(study.path.parent == STUDIES_DIR for study in studies)
 

@@ -21,21 +21,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, SHIPPED_STUDIES
 
 import harness
 
 pytestmark = pytest.mark.slow
 SOURCES = ("pyproject.toml", "README.md", "harness", "backends", "studies")
-SHIPPED = [
-    "imdb",
-    "imdb-cpu",
-    "imdb-cpu-search",
-    "imdb-gpu-quick",
-    "imdb-lm",
-    "imdb-lm-quick",
-    "imdb-quick",
-]
+SHIPPED = SHIPPED_STUDIES
 
 
 def run(*command: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

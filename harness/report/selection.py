@@ -65,8 +65,13 @@ def compared_runs(
         chosen = of_config(finished(runs, arch, backend, "cross", config_from=baseline), config)
     if chosen.empty:
         chosen = of_config(finished(runs, arch, backend, "retrain"), config)
-    chosen = chosen.sort_values("start_time", ascending=False)
-    return chosen.drop_duplicates("tags.seed") if "tags.seed" in chosen else chosen
+    return one_per_seed(chosen)
+
+
+def one_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The newest run of each seed (a re-run of a seed replaces it, never counts twice)."""
+    runs = runs.sort_values("start_time", ascending=False)
+    return runs.drop_duplicates("tags.seed") if "tags.seed" in runs else runs
 
 
 def baseline_config(runs: pd.DataFrame, arch: str, baseline: str) -> str | None:

@@ -26,7 +26,7 @@ from harness.report import verdicts
 from harness.report.clauses import Clause
 from harness.report.collect import ordered_backends, pairs
 from harness.report.comparisons import QUALITY, Samples, Sources, gather
-from harness.report.selection import column, finished, of_config, of_newest_config
+from harness.report.selection import column, finished, of_config, of_newest_config, one_per_seed
 from harness.run.retrain import DEFAULTS, config_hash
 
 if TYPE_CHECKING:
@@ -163,8 +163,7 @@ def _clause(
 
 def _seeded(runs: pd.DataFrame) -> pd.DataFrame:
     """One run per seed, the newest (a run that records no seed cannot be paired)."""
-    runs = runs[column(runs, "tags.seed").notna()].sort_values("start_time", ascending=False)
-    return runs.drop_duplicates("tags.seed")
+    return one_per_seed(runs[column(runs, "tags.seed").notna()])
 
 
 def _tuned_runs(runs: pd.DataFrame, arch: str, backend: str) -> pd.DataFrame:
