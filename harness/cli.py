@@ -34,6 +34,7 @@ from harness.flags import (
     WorkersOption,
     run_config_flags,
 )
+from harness.system import leave
 
 if TYPE_CHECKING:  # annotations only: `bench --help` stays fast
     from harness.run.places import RunPlaces
@@ -519,7 +520,7 @@ def main() -> None:
             highlight=False,
             soft_wrap=True,
         )
-        sys.exit(error.exit_code)
+        leave(error.exit_code)
     except typer.Abort:  # Ctrl-C outside a study run
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        leave(130)
+    leave(code if isinstance(code, int) else 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import platform
 import resource
@@ -11,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NoReturn
 
 from harness.errors import BenchError
 
@@ -96,3 +98,13 @@ def writable_folder(folder: Path, what: str) -> Path:
             f"{what}: expected a writable folder; received {str(folder)!r} ({reason})"
         ) from None
     return folder
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with `code`, leaving the objects alive now out of the interpreter's final garbage
+    collection (`gc.freeze`). At exit that collection walks a framework's whole object graph
+    only to free memory the process is about to give back: 4 s after a 14 s PyTorch job here
+    (2-core EPYC), 5 s at the end of a small `bench run`; frozen, 0.2-0.3 s. The exit itself,
+    its atexit handlers and flushed files included, is Python's usual one."""
+    gc.freeze()
+    sys.exit(code)

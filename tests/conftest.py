@@ -3,6 +3,7 @@ factory of study files every test writes its studies with, and every registered 
 
 from __future__ import annotations
 
+import gc
 import os
 
 from harness.system import keep_to_cores  # imports no numpy and no framework
@@ -192,3 +193,9 @@ def windows(tiny_imdb):
     """Next-word inputs and targets for a language model: each review shifted by one token."""
     reviews = tiny_imdb.train.x[:4]
     return reviews[:, :-1], reviews[:, 1:]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave the frameworks' objects out of the final garbage collection, as `bench` does
+    (`harness.system.leave`): each test process imported all four backends."""
+    gc.freeze()

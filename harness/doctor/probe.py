@@ -21,7 +21,7 @@ from harness.reference import reference_logits
 from harness.run.devices import thread_settings
 from harness.run.events import Diagnosis
 from harness.run.jobs import emit, read_job
-from harness.system import cpu_model
+from harness.system import cpu_model, leave
 from harness.tasks import predict_logits
 
 # The parity batch: big enough to run the device's real kernels, small enough for a second.
@@ -77,4 +77,4 @@ def main(job_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    leave(main(sys.argv[1]))

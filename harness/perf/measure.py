@@ -22,7 +22,7 @@ from harness.model_spec import ModelSpec, OptimizerSpec
 from harness.perf.plan import MAIN, OPTION, WARMUP_ALLOWANCE, PerfJob, Point
 from harness.run.events import Machine, Measured, Measuring
 from harness.run.jobs import emit, read_job
-from harness.system import cpu_model, peak_resident_memory
+from harness.system import cpu_model, leave, peak_resident_memory
 from harness.tasks import predict_logits
 from harness.training import epoch_batches, train_epoch
 
@@ -145,4 +145,4 @@ def measure_point(
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    leave(main(sys.argv[1]))

@@ -19,10 +19,11 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from harness.run.events import Epoch, EventHandler, Start, Tags
 from harness.run.jobs import emit, read_job, write_job
+from harness.system import leave
 
 if TYPE_CHECKING:
     from harness.tasks import TaskData
@@ -210,15 +211,15 @@ def execute(job: TrialJob, report: EventHandler = emit) -> Outcome:
     return outcome
 
 
-def main(argument: str) -> int:
+def main(argument: str) -> NoReturn:
     """``JOB.json``: run that one job in this fresh process. ``--serve``: be a warm worker."""
     if argument == "--serve":
         from harness.run.serve import serve
 
-        return serve()
+        leave(serve())
     outcome = execute(read_job(TrialJob, argument))
-    return 0 if outcome.state != FAIL else 1
+    leave(0 if outcome.state != FAIL else 1)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    main(sys.argv[1])
