@@ -305,7 +305,10 @@ def test_each_contender_is_compared_with_a_baseline_that_is_not_the_first_backen
     )
     assert keras["peak_rss_mb_vs_baseline"] == pytest.approx(2050.0 / 1550.0)
     assert list(found.table.loc["lstm"].index) == ["torch", "keras"]  # the baseline first
-    cost = found.sections["cost (mean over re-train runs; ratios against the baseline's row)"]
+    cost = found.sections[
+        "cost (mean over re-trainings of each backend's best; "
+        "ratios on the baseline's configuration)"
+    ]
     assert cost.loc[("lstm", "keras"), "s/epoch vs baseline"] == "1.95"
 
 
@@ -327,3 +330,36 @@ def test_a_study_of_one_backend_reports_without_a_verdict(
     listed = {a.path for a in stores.client.list_artifacts(found.run_id)}
     assert "headline.txt" in listed  # the same report run, rewritten: no verdict left in it
     assert _logged_table(stores, found.run_id).empty
+
+
+def test_cost_ratios_compare_the_baselines_configuration_on_both_backends(tmp_path: Path) -> None:
+    """torch's own best is a wider model (12 s an epoch); on keras's configuration torch takes
+    5 s an epoch, against keras's 10 s. The ratio is 0.5 (equal work), not 1.2 (the searches'
+    choices); the s/epoch column keeps each backend's own best."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("ratios", (tmp_path / "artifacts").as_uri())
+    runs = [  # (backend, role, config_from, config_hash, seconds per epoch, peak RSS)
+        ("keras", "retrain", "keras", "keras-best", 10.0, 2000.0),
+        ("torch", "retrain", "torch", "torch-best", 12.0, 3000.0),
+        ("torch", "cross", "keras", "keras-best", 5.0, 1000.0),
+        ("keras", "cross", "torch", "torch-best", 20.0, 4000.0),
+    ]
+    for backend, role, source, config, seconds, rss in runs:
+        for seed in range(2):
+            tags = {"study": "ratios", "role": role, "architecture": "lstm", "backend": backend}
+            tags |= {"config_from": source, "config_hash": config, "seed": str(seed)}
+            tags |= {"framework": "x", "device": "cpu"}
+            metrics = {"test_accuracy": 0.8, "peak_rss_mb": rss}
+            history = {"epoch_seconds": [seconds + 3, seconds, seconds]}
+            log_run(client, experiment, f"{role} seed {seed}", tags, metrics, history)
+    found = build_report(
+        make_study("ratios", ["lstm"]),
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        f"sqlite:///{tmp_path / 'optuna.db'}",
+        tmp_path / "report",
+    )
+    torch = found.table.loc[("lstm", "torch")]
+    assert torch["seconds_per_epoch"] == pytest.approx(12.0)  # its own best's epochs
+    assert torch["seconds_per_epoch_vs_baseline"] == pytest.approx(0.5)  # on keras's config
+    assert torch["peak_rss_mb_vs_baseline"] == pytest.approx(0.5)
+    assert found.table.loc[("lstm", "keras"), "seconds_per_epoch_vs_baseline"] == 1.0

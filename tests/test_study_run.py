@@ -266,8 +266,10 @@ def test_a_terminal_shows_the_study_progress_and_no_library_chatter(stores):
     # rich redraws the bar as jobs finish.
     bars = re.findall(r"(\d+)/(\d+) jobs \d+:\d\d:\d\d eta (\S+)", drawn)
     assert {total for _, total, _ in bars} == {"9"}
-    assert {done for done, _, _ in bars} >= {"0", "4", "8"}
-    assert any(eta not in ("-", "0s") for done, _, eta in bars if done == "4")  # an estimate
+    # From the first job to the last; which counts between them a redraw catches is timing.
+    done = {int(count) for count, _, _ in bars}
+    assert 0 in done and max(done) >= 8
+    assert any(eta not in ("-", "0s") for count, _, eta in bars if 0 < int(count) < 9)
     # A row per architecture, a column per backend: each search's trials and best so far.
     assert re.search(r"keras +torch\s*\n\s*gru +2/2 trials best 0\.\d{4} +2/2 trials best", drawn)
     finished = re.findall(r"\[(\d+)/9, eta \S+\]", drawn)  # and each job's line its count

@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 
 from harness.identity import DIGEST_KEY
-from harness.report.selection import column, finished, of_newest_config
+from harness.report.selection import (
+    baseline_config,
+    column,
+    compared_runs,
+    finished,
+    of_newest_config,
+)
 from harness.report.views import TaskView, view_of
 
 if TYPE_CHECKING:
@@ -69,11 +75,13 @@ def report_table(
         for backend in backends
     }
     for arch in study.architectures:  # each backend's cost against the baseline's
-        base = rows[(arch, backends[0])]
+        same = _same_work_costs(tracker, runs, arch, backends, memory)
+        base = same[backends[0]]
         for backend in backends:
-            row = rows[(arch, backend)]
             for name in ("seconds_per_epoch", memory):
-                row[f"{name}_vs_baseline"] = _ratio(row[name], base[name])
+                rows[(arch, backend)][f"{name}_vs_baseline"] = _ratio(
+                    same[backend][name], base[name]
+                )
     columns = list(dict.fromkeys(k for row in rows.values() for k in row))
     table = pd.DataFrame.from_dict(rows, orient="index", columns=columns, dtype=float)
     table.index = pd.MultiIndex.from_tuples(list(rows), names=["architecture", "backend"])
@@ -142,6 +150,28 @@ def _row(
     row["parameter_count"] = numbers(chosen, "metrics.parameter_count").mean()
     row["contended_runs"] = float(sum(isinstance(v, str) for v in column(chosen, "tags.contended")))
     return row
+
+
+def _same_work_costs(
+    tracker: Tracker, runs: pd.DataFrame, arch: str, backends: list[str], memory: str
+) -> dict[str, dict[str, float]]:
+    """Each backend's mean cost on the baseline's best configuration, the runs its verdict
+    compares (`compared_runs`). A backend's own best may be another configuration (a wider
+    model, a smaller batch), and a ratio of unequal work would measure the searches' choices,
+    not the frameworks; where a backend never ran the baseline's configuration it has none."""
+    config = baseline_config(runs, arch, backends[0])
+    costs = {}
+    for backend in backends:
+        same = (
+            compared_runs(runs, arch, backend, backends[0], config)
+            if config is not None
+            else finished(runs, arch, backend, "retrain")  # a store from before config hashes
+        )
+        costs[backend] = {
+            "seconds_per_epoch": _per_epoch(tracker, same, "epoch_seconds", _seconds_fallback),
+            memory: numbers(same, f"metrics.{memory}").mean(),
+        }
+    return costs
 
 
 def _per_epoch(

@@ -69,7 +69,11 @@ def format_sections(
     sections = {}
     for title, spec in (
         (quality_title(view), quality),
-        ("cost (mean over re-train runs; ratios against the baseline's row)", cost),
+        (
+            "cost (mean over re-trainings of each backend's best; "
+            "ratios on the baseline's configuration)",
+            cost,
+        ),
     ):
         frame = pd.DataFrame(index=table.index)
         for label, cell in spec:
