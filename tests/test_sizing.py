@@ -74,7 +74,7 @@ def test_the_gpu_studies_say_so_and_name_a_study_for_a_cpu():
     }
     for study in studies.values():
         assert study.cpu_study is None or studies[study.cpu_study].sized_for == "any"
-    assert studies["imdb"].cpu_study == "imdb-cpu"
+    assert studies["imdb"].cpu_study == "imdb-cpu-search"
 
 
 def test_the_gpu_smoke_is_imdb_shrunk_on_the_backends_a_gpu_machine_has():
