@@ -98,9 +98,11 @@ def optimization_history(
                 continue
             numbers, values = zip(*done, strict=True)
             axes.plot(numbers, values, "o", color=f"C{i}", alpha=0.5, label=f"{backend} trial")
+            best = list(running(np.array(values)))
+            last = max(t.number for t in found)  # the best so far holds to the search's last trial
             axes.step(
-                numbers,
-                running(np.array(values)),
+                [*numbers, last] if last > numbers[-1] else numbers,
+                [*best, best[-1]] if last > numbers[-1] else best,
                 where="post",
                 color=f"C{i}",
                 label=f"{backend} best",
