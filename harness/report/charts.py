@@ -101,8 +101,8 @@ def optimization_history(
             best = list(running(np.array(values)))
             last = max(t.number for t in found)  # the best so far holds to the search's last trial
             axes.step(
-                [*numbers, last] if last > numbers[-1] else numbers,
-                [*best, best[-1]] if last > numbers[-1] else best,
+                [*numbers, last],
+                [*best, best[-1]],
                 where="post",
                 color=f"C{i}",
                 label=f"{backend} best",
